@@ -1,0 +1,192 @@
+"""Stage download: fetch (or take a local copy of) the RAVDESS speech archive, verify, extract.
+
+    python -m ser.corpus --out data/raw/ravdess --downloads data/downloads
+
+The default source is the official Zenodo archive (url and md5 in params.yaml). Set
+RAVDESS_ARCHIVE=/path/to/archive.zip to use a local copy instead: the original zip (checked
+against the md5) or the lossless FLAC mirror (checked against its sha256). A download resumes
+where an interrupted one stopped (HTTP Range) and retries with back-off; extraction goes to a
+temporary folder renamed into place, so an interrupted run leaves no half-extracted corpus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from tqdm import tqdm
+
+from ser.errors import SerError, run_cli
+from ser.io import atomic_dir
+from ser.labels import AUDIO_SUFFIXES, expected_stems, parse_name
+from ser.params import Download, load_params
+
+log = logging.getLogger("download")
+ARCHIVE_ENV = "RAVDESS_ARCHIVE"
+_CHUNK = 1 << 20
+
+
+def file_hashes(path: Path) -> tuple[str, str]:
+    """(md5, sha256) of a file in one pass."""
+    md5, sha = hashlib.md5(), hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            md5.update(chunk)
+            sha.update(chunk)
+    return md5.hexdigest(), sha.hexdigest()
+
+
+def verify_archive(path: Path, p: Download) -> str:
+    """Check a local archive against the original's md5 or the FLAC mirror's sha256."""
+    md5, sha = file_hashes(path)
+    if md5 == p.md5:
+        return "original"
+    if sha == p.flac_mirror_sha256:
+        return "flac mirror"
+    raise SerError(f"{path}: bad checksum (md5 {md5}, sha256 {sha}); expected md5 {p.md5} "
+                   f"or the FLAC mirror's sha256 {p.flac_mirror_sha256} (truncated or wrong file?)")
+
+
+def download(url: str, dest: Path, md5: str, *, retries: int = 5, timeout: float = 60.0,
+             backoff: float = 2.0) -> Path:
+    """Download `url` to `dest`, resuming a partial `dest.part`; verify md5 before renaming."""
+    if dest.exists() and file_hashes(dest)[0] == md5:
+        log.info("%s already downloaded and verified", dest)
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    for attempt in range(retries + 1):
+        try:
+            _fetch(url, part, timeout)
+            break
+        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
+            if isinstance(err, urllib.error.HTTPError) and err.code in (403, 404, 410):
+                raise SerError(f"{url}: HTTP {err.code} {err.reason}") from None
+            if attempt == retries:
+                raise SerError(f"{url}: download failed after {retries + 1} attempts ({err}); "
+                               f"run again to resume, or set {ARCHIVE_ENV} to a local copy") from None
+            wait = backoff * 2 ** attempt
+            log.warning("download interrupted (%s); retrying in %.0f s", err, wait)
+            time.sleep(wait)
+    got = file_hashes(part)[0]
+    if got != md5:
+        part.unlink()
+        raise SerError(f"{url}: bad checksum (md5 {got}, expected {md5}); the partial file was "
+                       "removed, run again to download afresh")
+    os.replace(part, dest)
+    return dest
+
+
+def _fetch(url: str, part: Path, timeout: float) -> None:
+    have = part.stat().st_size if part.exists() else 0
+    req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        resp = urllib.request.urlopen(req, timeout=timeout)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and have:  # nothing left to fetch: the part file is complete
+            return
+        raise
+    with resp:
+        if have and resp.status != 206:
+            have = 0  # the server ignored the range: start over
+        total = resp.headers.get("Content-Length")
+        total = int(total) + have if total is not None else None
+        with open(part, "ab" if have else "wb") as f, tqdm(
+                total=total, initial=have, unit="B", unit_scale=True, desc="download") as bar:
+            while chunk := resp.read(_CHUNK):
+                f.write(chunk)
+                bar.update(len(chunk))
+        if total is not None and part.stat().st_size < total:
+            raise ConnectionError(f"connection closed at {part.stat().st_size} of {total} bytes")
+
+
+def _member_target(name: str, actors: set[int]) -> PurePosixPath | None:
+    """Where an archive member goes inside the corpus, None to skip it; errors on strays."""
+    path = PurePosixPath(name)
+    if name.endswith("/") or path.name in (".DS_Store",) or path.parts[0] == "__MACOSX":
+        return None
+    if path.is_absolute() or ".." in path.parts:
+        raise SerError(f"unsafe path in archive: {name!r}")
+    parts = path.parts[-2:]
+    if len(parts) != 2 or not parts[0].startswith("Actor_") or path.suffix.lower() not in AUDIO_SUFFIXES:
+        raise SerError(f"unexpected file in archive: {name!r} (expected Actor_NN/<clip>.wav or .flac)")
+    info = parse_name(path.stem)
+    if parts[0] != f"Actor_{info.actor:02d}":
+        raise SerError(f"unexpected file in archive: {name!r} (actor {info.actor} in {parts[0]})")
+    return PurePosixPath(*parts) if info.actor in actors else None
+
+
+def extract(archive: Path, out: Path, actors: list[int]) -> int:
+    """Extract the wanted actors' clips into `out` (atomically); return the number of files."""
+    wanted = set(actors)
+    try:
+        with zipfile.ZipFile(archive) as zf, atomic_dir(out) as tmp:
+            members = [(m, t) for m in zf.infolist() if (t := _member_target(m.filename, wanted))]
+            for m, target in tqdm(members, desc="extract", unit="file"):
+                dest = tmp / target
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(m) as src, open(dest, "wb") as dst:
+                    while chunk := src.read(_CHUNK):
+                        dst.write(chunk)
+            validate_corpus(tmp, actors)
+    except (zipfile.BadZipFile, EOFError) as err:
+        raise SerError(f"{archive}: not a readable zip archive ({err}); truncated?") from None
+    return len(members)
+
+
+def validate_corpus(root: Path, actors: list[int]) -> None:
+    """The corpus holds exactly the expected clips of the expected actors, and nothing else."""
+    found: dict[int, set[str]] = {}
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = f.relative_to(root)
+        if len(rel.parts) != 2 or f.suffix.lower() not in AUDIO_SUFFIXES:
+            raise SerError(f"unexpected file in corpus: {rel}")
+        info = parse_name(f.stem)
+        if rel.parts[0] != f"Actor_{info.actor:02d}":
+            raise SerError(f"unexpected file in corpus: {rel} (actor {info.actor} in {rel.parts[0]})")
+        found.setdefault(info.actor, set()).add(f.stem)
+    for actor in actors:
+        if actor not in found:
+            raise SerError(f"corpus is missing actor {actor:02d} (Actor_{actor:02d}/)")
+        missing = sorted(expected_stems(actor) - found[actor])
+        if missing:
+            raise SerError(f"corpus is missing {len(missing)} clips of actor {actor:02d}, "
+                           f"e.g. {missing[0]}")
+    extra = sorted(set(found) - set(actors))
+    if extra:
+        raise SerError(f"corpus has unexpected actor {extra[0]:02d}")
+
+
+def run(params_path: Path, out: Path, downloads: Path) -> None:
+    p = load_params(params_path).download
+    local = os.environ.get(ARCHIVE_ENV)
+    if local:
+        archive = Path(local).expanduser()
+        if not archive.is_file():
+            raise SerError(f"{ARCHIVE_ENV}={local}: no such file")
+        log.info("using local archive %s (%s)", archive, verify_archive(archive, p))
+    else:
+        archive = download(p.url, downloads / PurePosixPath(p.url).name, p.md5,
+                           retries=p.retries, timeout=p.timeout_s)
+    n = extract(archive, out, p.actor_ids())
+    log.info("extracted and validated %d clips of %d actors into %s", n, len(p.actor_ids()), out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument("--out", type=Path, required=True, help="corpus folder to create")
+    ap.add_argument("--downloads", type=Path, required=True, help="where the archive is kept")
+    a = ap.parse_args()
+    run(a.params, a.out, a.downloads)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,131 @@
+"""Stage features_stats: global statistics of frame-level acoustic features (the SVM's input).
+
+    python -m ser.features_stats --corpus data/raw/ravdess \
+        --manifest data/prepared/manifest.csv --out data/features/stats.parquet
+
+The reference's 20 short-term features (pyAudioAnalysis' set: zero-crossing rate, energy,
+entropy of energy, spectral centroid, spread, entropy, flux, roll-off and 12 MFCCs) on 25 ms
+frames every 10 ms, each summarised over the clip by 10 statistics: 200 named columns per clip.
+The STFT is computed once per clip and shared by every spectral feature.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import warnings
+from pathlib import Path
+
+import librosa
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from scipy import stats
+from tqdm import tqdm
+
+from ser.audio import load
+from ser.errors import SerError, run_cli
+from ser.io import atomic_path
+from ser.params import FeaturesStats, load_params
+
+log = logging.getLogger("features_stats")
+STATS = ("mean", "std", "median", "kurtosis", "skew", "p01", "p99", "min", "max", "range")
+_EPS = np.finfo(float).eps
+
+
+def feature_names(p: FeaturesStats) -> list[str]:
+    return ["zcr", "energy", "energy_entropy", "spectral_centroid", "spectral_spread",
+            "spectral_entropy", "spectral_flux", "spectral_rolloff",
+            *(f"mfcc_{i:02d}" for i in range(1, p.n_mfcc + 1))]
+
+
+def columns(p: FeaturesStats) -> list[str]:
+    return [f"{f}_{s}" for f in feature_names(p) for s in STATS]
+
+
+def _entropy(energy: np.ndarray, blocks: int) -> np.ndarray:
+    """Entropy (bits) of how energy spreads over `blocks` equal sub-blocks of axis 0, per column."""
+    n = energy.shape[0] // blocks * blocks
+    e = energy[:n].reshape(blocks, -1, energy.shape[1]).sum(axis=1)
+    prob = e / (e.sum(axis=0, keepdims=True) + _EPS)
+    return -(prob * np.log2(prob + _EPS)).sum(axis=0)
+
+
+def frame_features(y: np.ndarray, sr: int, p: FeaturesStats) -> np.ndarray:
+    """(features, frames): the 20 frame-level features of one waveform."""
+    frame, hop = round(p.frame_s * sr), round(p.hop_s * sr)
+    if len(y) < frame:
+        y = np.pad(y, (0, frame - len(y)))
+    y = y.astype(np.float64)
+    frames = librosa.util.frame(y, frame_length=frame, hop_length=hop)
+    mag = np.abs(librosa.stft(y, n_fft=frame, hop_length=hop, window="hamming", center=False))
+    power = mag ** 2
+    freqs = librosa.fft_frequencies(sr=sr, n_fft=frame)
+    centroid = librosa.feature.spectral_centroid(S=mag, freq=freqs)
+    spread = librosa.feature.spectral_bandwidth(S=mag, freq=freqs, centroid=centroid, p=2)
+    unit = mag / (mag.sum(axis=0, keepdims=True) + _EPS)
+    flux = np.concatenate([[0.0], ((unit[:, 1:] - unit[:, :-1]) ** 2).sum(axis=0)])
+    mel = librosa.feature.melspectrogram(S=power, sr=sr, n_mels=p.n_mels)
+    mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=p.n_mfcc + 1)[1:]  # drop c0
+    return np.vstack([
+        librosa.feature.zero_crossing_rate(y, frame_length=frame, hop_length=hop, center=False),
+        (frames ** 2).mean(axis=0),
+        _entropy(frames ** 2, p.entropy_blocks),
+        centroid,
+        spread,
+        _entropy(power, p.entropy_blocks),
+        flux,
+        librosa.feature.spectral_rolloff(S=mag, sr=sr, freq=freqs, roll_percent=p.rolloff),
+        mfcc,
+    ])
+
+
+def summarise(feats: np.ndarray) -> np.ndarray:
+    """(features, frames) -> (features, 10 statistics), in STATS' order."""
+    lo, med, hi = np.percentile(feats, [1, 50, 99], axis=1)
+    mn, mx, std = feats.min(axis=1), feats.max(axis=1), feats.std(axis=1)
+    flat = std <= 1e-12 * np.maximum(np.abs(feats).max(axis=1), 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        kurt = np.where(flat, 0.0, stats.kurtosis(feats, axis=1))
+        skew = np.where(flat, 0.0, stats.skew(feats, axis=1))
+    return np.stack([feats.mean(axis=1), std, med, kurt, skew, lo, hi, mn, mx, mx - mn], axis=1)
+
+
+def clip_stats(y: np.ndarray, sr: int, p: FeaturesStats) -> np.ndarray:
+    """The SVM's 200 inputs for one waveform: used by the stage and by prediction."""
+    return summarise(frame_features(y, sr, p)).ravel()
+
+
+def _clip(path: Path, p: FeaturesStats) -> np.ndarray:
+    v = clip_stats(load(path, p.sample_rate), p.sample_rate, p)
+    if not np.isfinite(v).all():
+        bad = [c for c, ok in zip(columns(p), np.isfinite(v)) if not ok]
+        raise SerError(f"{path}: non-finite statistical features ({', '.join(bad[:3])})")
+    return v
+
+
+def run(params_path: Path, corpus: Path, manifest_path: Path, out: Path) -> None:
+    p = load_params(params_path).features_stats
+    manifest = pd.read_csv(manifest_path, dtype={"clip_id": str})
+    log.info("%d statistics for %d clips", len(columns(p)), len(manifest))
+    rows = Parallel(n_jobs=p.n_jobs)(delayed(_clip)(corpus / path, p) for path in
+                                     tqdm(manifest["path"], desc="features_stats", unit="clip"))
+    df = pd.DataFrame(np.vstack(rows), columns=columns(p), index=manifest["clip_id"])
+    with atomic_path(out) as tmp:
+        df.to_parquet(tmp)
+    log.info("wrote %s (%d x %d)", out, *df.shape)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument("--corpus", type=Path, required=True)
+    ap.add_argument("--manifest", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    a = ap.parse_args()
+    run(a.params, a.corpus, a.manifest, a.out)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,301 @@
+"""Stage train_cnn_lstm: train the CNN-LSTM on log-mel windows, early-stop on validation.
+
+    python -m ser.train --features data/features/logmel --model data/models/cnn_lstm.pt \
+        --out reports/cnn_lstm --checkpoint data/checkpoints/cnn_lstm.ckpt
+
+A checkpoint after every epoch lets an interrupted run resume where it stopped and end with
+the same model as an uninterrupted one (per-epoch shuffles come from (seed, epoch); the torch
+RNG, optimiser and scheduler states travel in the checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import functools
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from ser.cpu import reexec_with_reused_memory
+from ser.errors import SerError, run_cli
+from ser.evaluate import predictions_frame, split_summaries
+from ser.features_logmel import load_logmel
+from ser.io import atomic_path, write_json
+from ser.labels import class_names
+from ser.model import CNNLSTM, recalibrate_batchnorm
+from ser.params import TrainCnnLstm, load_params
+
+log = logging.getLogger("train_cnn_lstm")
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SerError("train_cnn_lstm.device is 'cuda' but no CUDA device is available")
+    return name
+
+
+def bf16_supported(device: str) -> bool:
+    if device == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def prepare_model(model: nn.Module, *, device: str, channels_last: bool, bf16: bool | str,
+                  compile: bool) -> tuple[nn.Module, Callable[[], contextlib.AbstractContextManager]]:
+    """Move the model, set its memory format; return the (possibly compiled) model and autocast."""
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    use_bf16 = bf16_supported(device) if bf16 == "auto" else bool(bf16)
+    if use_bf16 and not bf16_supported(device):
+        raise SerError(f"train_cnn_lstm.bf16 is true but this {device} has no bf16 support")
+    autocast = functools.partial(torch.autocast, device_type=device, dtype=torch.bfloat16,
+                                 enabled=use_bf16)
+    if compile:
+        model = torch.compile(model)
+    return model, autocast
+
+
+def make_step(model: nn.Module, opt: torch.optim.Optimizer, autocast,
+              scheduler: torch.optim.lr_scheduler.LRScheduler | None = None):
+    """One SGD step; returns (summed loss, correct count) as tensors (no sync per batch)."""
+    def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        with autocast():
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        loss.backward()
+        opt.step()
+        if scheduler is not None:
+            scheduler.step()
+        return loss.detach() * len(y), (logits.argmax(1) == y).sum()
+    return step
+
+
+def batches(x: np.ndarray, rows: np.ndarray, batch_size: int, device: str) -> Iterator[torch.Tensor]:
+    for i in range(0, len(rows), batch_size):
+        yield torch.from_numpy(np.asarray(x[rows[i:i + batch_size]], dtype=np.float32)).to(device)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: np.ndarray, rows: np.ndarray, batch_size: int,
+                   autocast, device: str) -> torch.Tensor:
+    model.eval()
+    out = []
+    for xb in batches(x, rows, batch_size, device):
+        with autocast():
+            out.append(model(xb).float().cpu())
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def fingerprint(p: TrainCnnLstm, features: Path) -> str:
+    """What a checkpoint must match to be resumed: the params that shape learning and the data."""
+    h = hashlib.sha256(json.dumps(p.model_dump(exclude={"threads", "reuse_memory"}),
+                                  sort_keys=True).encode())
+    h.update((features / "index.csv").read_bytes())
+    h.update(str((features / "logmel.npy").stat().st_size).encode())
+    return h.hexdigest()
+
+
+def build_model(p: TrainCnnLstm, n_classes: int) -> CNNLSTM:
+    return CNNLSTM(n_classes, filters=p.filters, pools=p.pools, kernel=p.kernel, dropout=p.dropout,
+                   lstm_units=p.lstm_units, lstm_layers=p.lstm_layers, lstm_dropout=p.lstm_dropout,
+                   bn_momentum=p.bn_momentum, bn_eps=p.bn_eps, fast_dropout=p.fast_dropout)
+
+
+def select_rows(index: pd.DataFrame, p: TrainCnnLstm) -> dict[str, np.ndarray]:
+    """Rows of the feature array: every training copy (augmented too); originals for val/test."""
+    train = index[index["split"] == "train"]
+    if p.max_train_clips:
+        clips = np.sort(train["clip_id"].unique())
+        keep = np.random.default_rng(p.seed).permutation(clips)[:p.max_train_clips]
+        train = train[train["clip_id"].isin(keep)]
+    originals = index[index["copy"] == 0]
+    return {"train": train["row"].to_numpy(),
+            "val": originals.loc[originals["split"] == "val", "row"].to_numpy(),
+            "test": originals.loc[originals["split"] == "test", "row"].to_numpy()}
+
+
+class Fitted(NamedTuple):
+    model: CNNLSTM
+    info: dict
+    autocast: Callable[[], contextlib.AbstractContextManager]
+    rows: dict[str, np.ndarray]
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def fit(p: TrainCnnLstm, x: np.ndarray, index: pd.DataFrame, classes: list[str], *,
+        checkpoint: Path, live_dir: Path | None, fp: str) -> Fitted:
+    """Train with early stopping; return the model at its best validation epoch and a summary."""
+    device = resolve_device(p.device)
+    if p.threads:
+        torch.set_num_threads(p.threads)
+    torch.manual_seed(p.seed)
+    rows = select_rows(index, p)
+    if len(rows["train"]) == 0 or len(rows["val"]) == 0:
+        raise SerError("train_cnn_lstm: the training or validation split is empty")
+    label_of = {c: i for i, c in enumerate(classes)}
+    y_all = torch.tensor(index["label"].map(label_of).to_numpy(), dtype=torch.long)
+    raw = build_model(p, len(classes))
+    model, autocast = prepare_model(raw, device=device, channels_last=p.channels_last,
+                                    bf16=p.bf16, compile=p.compile)
+    opt = torch.optim.SGD(raw.parameters(), lr=p.lr, momentum=p.momentum)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: 1.0 / (1.0 + p.decay * it))
+    step = make_step(model, opt, autocast, sched)
+
+    st = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "wait": 0, "best_state": None,
+          "history": [], "train_time_s": 0.0}
+    if checkpoint.exists():
+        ck = torch.load(checkpoint, map_location=device, weights_only=False)
+        if ck.get("fingerprint") == fp:
+            raw.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["opt"])
+            sched.load_state_dict(ck["sched"])
+            torch.set_rng_state(ck["rng"])
+            st = ck["state"]
+            log.info("resuming from %s after epoch %d", checkpoint, st["epoch"])
+        else:
+            log.info("ignoring %s: it belongs to other params or data", checkpoint)
+
+    live = None
+    if live_dir is not None:
+        from dvclive import Live
+        live = Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None)
+        for h in st["history"]:  # replay a resumed run's epochs so the log is whole
+            _log_epoch(live, h)
+
+    n_train = len(rows["train"])
+    bf16 = autocast.keywords["enabled"]
+    log.info("training on %d clips (%d val) for up to %d epochs, device %s, bf16 %s",
+             n_train, len(rows["val"]), p.epochs, device, bf16)
+    for epoch in range(st["epoch"], p.epochs):
+        if st["wait"] >= p.patience:
+            break
+        t0 = time.perf_counter()
+        order = rows["train"][np.random.default_rng([p.seed, epoch]).permutation(n_train)]
+        loss_sum = torch.zeros(()); correct = torch.zeros((), dtype=torch.long)
+        bar = tqdm(total=n_train, desc=f"epoch {epoch + 1}/{p.epochs}", unit="clip",
+                   leave=False, dynamic_ncols=True)
+        for i, xb in enumerate(batches(x, order, p.batch_size, device)):
+            yb = y_all[order[i * p.batch_size:(i + 1) * p.batch_size]].to(device)
+            l, c = step(xb, yb)
+            loss_sum += l.cpu(); correct += c.cpu()
+            bar.update(len(yb))
+            if i % 5 == 0:
+                bar.set_postfix(loss=f"{loss_sum.item() / bar.n:.3f}", acc=f"{correct.item() / bar.n:.3f}")
+        bar.close()
+        with autocast():
+            recalibrate_batchnorm(raw, batches(x, order, p.batch_size, device),
+                                  p.bn_recalibration_batches)
+        val_logits = predict_logits(raw, x, rows["val"], p.batch_size, autocast, device)
+        y_val = y_all[rows["val"]]
+        h = {"epoch": epoch + 1,
+             "train_loss": loss_sum.item() / n_train, "train_acc": correct.item() / n_train,
+             "val_loss": F.cross_entropy(val_logits, y_val).item(),
+             "val_acc": (val_logits.argmax(1) == y_val).float().mean().item(),
+             "val_classes_predicted": int(val_logits.argmax(1).unique().numel()),
+             "lr": sched.get_last_lr()[0], "seconds": time.perf_counter() - t0}
+        st["history"].append(h)
+        st["train_time_s"] += h["seconds"]
+        if h["val_acc"] > st["best_acc"]:
+            st.update(best_acc=h["val_acc"], best_epoch=epoch + 1, wait=0,
+                      best_state=copy.deepcopy(raw.state_dict()))
+        else:
+            st["wait"] += 1
+        st["epoch"] = epoch + 1
+        log.info("epoch %d: train loss %.3f acc %.3f | val loss %.3f acc %.3f (%d classes) | %.0f s",
+                 epoch + 1, h["train_loss"], h["train_acc"], h["val_loss"], h["val_acc"],
+                 h["val_classes_predicted"], h["seconds"])
+        if live is not None:
+            _log_epoch(live, h)
+        _save_checkpoint(checkpoint, {"fingerprint": fp, "model": raw.state_dict(),
+                                      "opt": opt.state_dict(), "sched": sched.state_dict(),
+                                      "rng": torch.get_rng_state(), "state": st})
+    if live is not None:
+        live.end()
+    raw.load_state_dict(st["best_state"])
+    epochs_run = st["epoch"]
+    info = {"best_epoch": st["best_epoch"], "epochs_run": epochs_run,
+            "train_time_s": round(st["train_time_s"], 1),
+            "seconds_per_epoch": round(st["train_time_s"] / max(len(st["history"]), 1), 1),
+            "train_clips": n_train, "device": device,
+            "bf16": bf16, "channels_last": p.channels_last,
+            "compile": p.compile, "threads": torch.get_num_threads()}
+    return Fitted(raw, info, autocast, rows)
+
+
+def _log_epoch(live, h: dict) -> None:
+    for k in ("train_loss", "train_acc", "val_loss", "val_acc"):
+        part, name = k.split("_")
+        live.log_metric(f"{part}/{name}", h[k])
+    live.next_step()
+
+
+def run(params_path: Path, features: Path, model_path: Path, out: Path, checkpoint: Path) -> dict:
+    params = load_params(params_path)
+    p = params.train_cnn_lstm
+    x, index = load_logmel(features)
+    classes = [c for c in class_names(params.prepare.classes) if c in set(index["label"])]
+    fp = fingerprint(p, features)
+    fitted = fit(p, x, index, classes, checkpoint=checkpoint, live_dir=out / "live", fp=fp)
+    raw, info, autocast, rows = fitted
+    device = info["device"]
+    parts = []
+    for split in ("val", "test"):
+        r = rows[split]
+        if len(r) == 0:
+            continue
+        proba = torch.softmax(predict_logits(raw, x, r, p.batch_size, autocast, device), 1).numpy()
+        sub = index.set_index("row").loc[r]
+        parts.append(predictions_frame(sub["clip_id"], [split] * len(r), sub["label"], proba, classes))
+    pred = pd.concat(parts, ignore_index=True)
+    with atomic_path(model_path) as tmp:
+        torch.save({"state_dict": raw.state_dict(), "classes": classes,
+                    "params": p.model_dump()}, tmp)
+    with atomic_path(out / "predictions.csv") as tmp:
+        pred.to_csv(tmp, index=False)
+    metrics = {**split_summaries(pred), **info}
+    write_json(out / "metrics.json", metrics)
+    checkpoint.unlink(missing_ok=True)
+    log.info("wrote %s: val acc %.3f, test acc %.3f (best epoch %d of %d)", out / "metrics.json",
+             metrics.get("val", {}).get("accuracy", float("nan")),
+             metrics.get("test", {}).get("accuracy", float("nan")),
+             info["best_epoch"], info["epochs_run"])
+    return metrics
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument("--features", type=Path, required=True, help="folder of the logmel stage")
+    ap.add_argument("--model", type=Path, required=True, help="where to write the weights")
+    ap.add_argument("--out", type=Path, required=True, help="folder for predictions, metrics, log")
+    ap.add_argument("--checkpoint", type=Path, required=True, help="per-epoch checkpoint (resume)")
+    a = ap.parse_args()
+    if load_params(a.params).train_cnn_lstm.reuse_memory:
+        reexec_with_reused_memory("ser.train")
+    run(a.params, a.features, a.model, a.out, a.checkpoint)
+
+
+if __name__ == "__main__":
+    run_cli(main)
