@@ -64,7 +64,8 @@ def frame_features(y: np.ndarray, sr: int, p: FeaturesStats) -> np.ndarray:
     centroid = librosa.feature.spectral_centroid(S=mag, freq=freqs)
     spread = librosa.feature.spectral_bandwidth(S=mag, freq=freqs, centroid=centroid, p=2)
     unit = mag / (mag.sum(axis=0, keepdims=True) + _EPS)
-    flux = np.concatenate([[0.0], ((unit[:, 1:] - unit[:, :-1]) ** 2).sum(axis=0)])
+    flux = ((unit[:, 1:] - unit[:, :-1]) ** 2).sum(axis=0)
+    flux = np.concatenate([flux[:1], flux]) if flux.size else np.zeros(1)  # frame 0: as frame 1
     mel = librosa.feature.melspectrogram(S=power, sr=sr, n_mels=p.n_mels)
     mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=p.n_mfcc + 1)[1:]  # drop c0
     return np.vstack([

@@ -5,8 +5,9 @@
 
 One scikit-learn Pipeline fitted on the training clips only: StandardScaler -> ANOVA F-test
 selection (p < p_value) -> PCA -> SVC(rbf), with C and gamma chosen by stratified k-fold
-grid search on the training clips. Probabilities come from Platt scaling (SVC's
-probability=True, fitted once on the chosen parameters); `pred` is SVC.predict.
+grid search on the training clips. Probabilities are calibrated decision scores
+(CalibratedClassifierCV with sigmoid calibration on cross-validated scores, ensemble=False:
+one pipeline refitted on all training clips); `pred` is that pipeline's SVC.predict.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import joblib
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.decomposition import PCA
 from sklearn.feature_selection import SelectFpr, f_classif
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
@@ -67,8 +69,8 @@ def build_pipeline(p: TrainSvm) -> Pipeline:
     return Pipeline(steps)
 
 
-def fit(X: np.ndarray, y: np.ndarray, p: TrainSvm) -> tuple[Pipeline, GridSearchCV]:
-    """Grid-search C and gamma, then refit the best pipeline with probabilities on all of X."""
+def fit(X: np.ndarray, y: np.ndarray, p: TrainSvm) -> tuple[CalibratedClassifierCV, GridSearchCV]:
+    """Grid-search C and gamma, then refit the best pipeline, calibrated, on all of X."""
     cv = StratifiedKFold(n_splits=p.cv_folds, shuffle=True, random_state=p.seed)
     search = GridSearchCV(build_pipeline(p), {"svc__C": p.C, "svc__gamma": p.gamma},
                           scoring="accuracy", cv=cv, n_jobs=p.n_jobs, refit=False)
@@ -76,9 +78,14 @@ def fit(X: np.ndarray, y: np.ndarray, p: TrainSvm) -> tuple[Pipeline, GridSearch
         search.fit(X, y)
     except ValueError as err:
         raise SerError(f"train_svm: grid search failed ({str(err).splitlines()[0]})") from None
-    best = clone(build_pipeline(p)).set_params(**search.best_params_, svc__probability=True)
-    best.fit(X, y)
-    return best, search
+    best = clone(build_pipeline(p)).set_params(**search.best_params_)
+    model = CalibratedClassifierCV(best, method="sigmoid", cv=cv, ensemble=False).fit(X, y)
+    return model, search
+
+
+def fitted_pipeline(model: CalibratedClassifierCV) -> Pipeline:
+    """The pipeline inside the calibrated model, fitted on all training clips."""
+    return model.calibrated_classifiers_[0].estimator
 
 
 def load_split_features(features: Path, manifest_path: Path) -> pd.DataFrame:
@@ -110,16 +117,18 @@ def run(params_path: Path, features: Path, manifest_path: Path, model_path: Path
     evals = df[df["split"].isin(["val", "test"])]
     X = evals[cols].to_numpy()
     pred = predictions_frame(evals["clip_id"], evals["split"], evals["label"],
-                             model.predict_proba(X)[:, order], classes, pred=model.predict(X))
+                             model.predict_proba(X)[:, order], classes,
+                             pred=fitted_pipeline(model).predict(X))  # the SVC's own decision
     with atomic_path(model_path) as tmp:
         joblib.dump(model, tmp)
     with atomic_path(out / "predictions.csv") as tmp:
         pred.to_csv(tmp, index=False)
-    selected = int(model.named_steps["select"].get_support().sum())
+    pipe = fitted_pipeline(model)
+    selected = int(pipe.named_steps["select"].get_support().sum())
     metrics = {**split_summaries(pred), "C": search.best_params_["svc__C"],
                "gamma": search.best_params_["svc__gamma"], "cv_accuracy": search.best_score_,
                "selected_features": selected,
-               "pca_components": int(model.named_steps["pca"].n_components_) if p.pca_components else 0,
+               "pca_components": int(pipe.named_steps["pca"].n_components_) if p.pca_components else 0,
                "train_clips": len(train), "fit_time_s": round(seconds, 1)}
     write_json(out / "metrics.json", metrics)
     log.info("C %g, gamma %g (CV acc %.3f, %d features kept): val acc %.3f, test acc %.3f, %.0f s",
