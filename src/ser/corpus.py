@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import logging
 import os
 import time
@@ -66,7 +67,7 @@ def download(url: str, dest: Path, md5: str, *, retries: int = 5, timeout: float
         try:
             _fetch(url, part, timeout)
             break
-        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
             if isinstance(err, urllib.error.HTTPError) and err.code in (403, 404, 410):
                 raise SerError(f"{url}: HTTP {err.code} {err.reason}") from None
             if attempt == retries:

@@ -177,7 +177,7 @@ def _one_line(err: ValidationError, source: str) -> str:
     e = err.errors()[0]
     key = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-after"))
     msg = e["msg"].removeprefix("Value error, ")
-    got = "" if e["type"] == "missing" else f", got {e['input']!r}"
+    got = "" if e["type"] == "missing" or isinstance(e["input"], dict) else f", got {e['input']!r}"
     return f"{source}: {key}: {msg}{got}"
 
 

@@ -1,0 +1,151 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ser.model import CNNLSTM, FastDropout, recalibrate_batchnorm
+from ser.params import TrainCnnLstm
+from ser.train import fit, make_step, prepare_model
+
+TINY = dict(filters=[4, 4, 8, 8], lstm_units=16)
+
+
+def test_shapes_through_every_block():
+    m = CNNLSTM(7).eval()
+    x = torch.randn(2, 5, 128, 128)
+    z = x.reshape(10, 1, 128, 128)
+    sizes = []
+    for block in m.blocks:
+        z = block(z)
+        sizes.append(tuple(z.shape[1:]))
+    assert sizes == [(64, 64, 64), (64, 16, 16), (128, 4, 4), (128, 1, 1)]
+    assert m(x).shape == (2, 7) and m.window_features == 128
+
+
+def test_keras_style_initialisation():
+    m = CNNLSTM(7)
+    assert m.blocks[0][1].momentum == 0.01 and m.blocks[0][1].eps == 1e-3
+    f_bias = m.lstm.bias_ih_l0.chunk(4)[1]
+    assert torch.all(f_bias == 1) and torch.all(m.lstm.bias_hh_l0 == 0)
+
+
+def test_fast_dropout_distribution_and_gradient():
+    torch.manual_seed(0)
+    d = FastDropout(0.2).train()
+    x = torch.ones(64, 8, 32, 32).contiguous(memory_format=torch.channels_last).requires_grad_()
+    y = d(x)
+    kept = (y != 0).float().mean().item()
+    assert kept == pytest.approx(0.8, abs=0.01)
+    assert torch.allclose(y[y != 0], torch.tensor(1.25))
+    y.sum().backward()
+    assert torch.equal(x.grad != 0, y != 0)
+    assert d.eval()(x) is x
+
+
+def _batch(n=16, classes=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % classes
+    x = torch.randn(n, 5, 128, 128, generator=g) * 5 - 40
+    x += y[:, None, None, None].float() * 3  # a learnable signal
+    return x, y
+
+
+def test_one_step_lowers_loss():
+    torch.manual_seed(0)
+    x, y = _batch()
+    m = CNNLSTM(4, **TINY)
+    m, ac = prepare_model(m, device="cpu", channels_last=True, bf16=False, compile=False)
+    opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.8)
+    step = make_step(m, opt, ac)
+    m.eval()
+    with torch.no_grad():
+        before = F.cross_entropy(m(x), y).item()
+    step(x, y)
+    m.eval()
+    with torch.no_grad():
+        after = F.cross_entropy(m(x), y).item()
+    assert after < before
+
+
+def test_overfits_a_handful_and_eval_spreads_over_classes():
+    """Proof that it learns; and eval-mode predictions (after BN recalibration) are not one class."""
+    torch.manual_seed(0)
+    x, y = _batch(12, 4)
+    m = CNNLSTM(4, **TINY)
+    m, ac = prepare_model(m, device="cpu", channels_last=True, bf16="auto", compile=False)
+    opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.8)
+    step = make_step(m, opt, ac)
+    for _ in range(60):
+        step(x, y)
+    with ac():
+        recalibrate_batchnorm(m, [x], 1)
+    m.eval()
+    with torch.no_grad(), ac():
+        pred = m(x).argmax(1)
+    assert (pred == y).float().mean().item() == 1.0
+    assert pred.unique().numel() == 4
+
+
+def _toy_data(n_per_split=(24, 8, 8), classes=("sad", "happy", "angry")):
+    rows, xs = [], []
+    g = np.random.default_rng(0)
+    k = 0
+    for split, n in zip(("train", "val", "test"), n_per_split):
+        for i in range(n):
+            c = i % len(classes)
+            rows.append((k, f"{split}{i}", split, classes[c], 0))
+            xs.append(g.normal(size=(5, 128, 128)) * 5 - 40 + 3 * c)
+            k += 1
+    index = pd.DataFrame(rows, columns=["row", "clip_id", "split", "label", "copy"])
+    return np.stack(xs).astype(np.float16), index, list(classes)
+
+
+def _params(**kw):
+    base = dict(TINY, batch_size=8, epochs=4, patience=10, bn_recalibration_batches=2, lr=0.05,
+                seed=3)
+    base.update(kw)
+    return TrainCnnLstm(**base)
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_resume_gives_the_same_model(tmp_path):
+    x, index, classes = _toy_data()
+    full = fit(_params(), x, index, classes, checkpoint=tmp_path / "a.ckpt", live_dir=None, fp="a")
+    # the same run, stopped after 2 epochs, then resumed from its checkpoint
+    fit(_params(epochs=2), x, index, classes, checkpoint=tmp_path / "b.ckpt", live_dir=None, fp="b")
+    assert torch.load(tmp_path / "b.ckpt", weights_only=False)["state"]["epoch"] == 2
+    resumed = fit(_params(), x, index, classes, checkpoint=tmp_path / "b.ckpt", live_dir=None, fp="b")
+    assert resumed.info["epochs_run"] == 4
+    a, b = _state(full.model), _state(resumed.model)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_of_other_params_is_not_resumed(tmp_path):
+    x, index, classes = _toy_data()
+    fit(_params(epochs=2), x, index, classes, checkpoint=tmp_path / "c.ckpt", live_dir=None, fp="old")
+    r = fit(_params(epochs=1), x, index, classes, checkpoint=tmp_path / "c.ckpt", live_dir=None, fp="new")
+    assert r.info["epochs_run"] == 1
+
+
+def test_early_stopping_keeps_the_best_epoch(tmp_path):
+    x, index, classes = _toy_data()
+    r = fit(_params(epochs=30, patience=2, lr=1e-5), x, index, classes,
+            checkpoint=tmp_path / "d.ckpt", live_dir=tmp_path / "live", fp="d")
+    hist = torch.load(tmp_path / "d.ckpt", weights_only=False)["state"]["history"]
+    accs = [h["val_acc"] for h in hist]
+    assert r.info["epochs_run"] < 30  # stopped early
+    assert r.info["best_epoch"] == int(np.argmax(accs)) + 1
+    assert r.info["epochs_run"] - r.info["best_epoch"] == 2  # patience
+    assert (tmp_path / "live" / "plots" / "metrics" / "val" / "acc.tsv").exists()
+
+
+def test_same_params_same_result_on_cpu(tmp_path):
+    x, index, classes = _toy_data()
+    a = fit(_params(epochs=2), x, index, classes, checkpoint=tmp_path / "e.ckpt", live_dir=None, fp="e")
+    b = fit(_params(epochs=2), x, index, classes, checkpoint=tmp_path / "f.ckpt", live_dir=None, fp="f")
+    sa, sb = _state(a.model), _state(b.model)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
