@@ -46,8 +46,10 @@ def repo(tmp_path_factory, small_archive):
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     env.pop("MALLOC_MMAP_MAX_", None)
     sh("git", "init", "-q", cwd=d, env=env)
-    sh("git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A", cwd=d, env=env)
-    sh("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init", cwd=d, env=env)
+    sh("git", "config", "user.email", "e2e@localhost", cwd=d, env=env)  # dvc exp commits too
+    sh("git", "config", "user.name", "e2e", cwd=d, env=env)
+    sh("git", "add", "-A", cwd=d, env=env)
+    sh("git", "commit", "-qm", "init", cwd=d, env=env)
     log = sh("dvc", "repro", cwd=d, env=env)
     return d, env, log
 
