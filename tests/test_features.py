@@ -101,3 +101,29 @@ def test_index_puts_copies_after_each_training_clip():
     assert idx["clip_id"].tolist() == ["a", "a", "a", "b", "c", "c", "c"]
     assert idx["copy"].tolist() == [0, 1, 2, 0, 0, 1, 2]
     assert idx["row"].tolist() == list(range(7))
+
+
+@pytest.mark.parametrize("stage", ["features_stats", "features_logmel"])
+def test_same_output_whatever_n_jobs(tmp_path, small_corpus, stage):
+    import importlib
+    import yaml
+    from ser.prepare import scan
+    mod = importlib.import_module(f"ser.{stage}")
+    m = scan(small_corpus, "seven", n_jobs=1).iloc[::40].copy()  # 6 clips
+    m["split"] = ["train", "val", "train", "test", "train", "val"][: len(m)]
+    m.to_csv(tmp_path / "m.csv", index=False)
+    outs = []
+    for jobs in (1, 2):
+        data = yaml.safe_load(open("params.yaml"))
+        data[stage]["n_jobs"] = jobs
+        (tmp_path / "p.yaml").write_text(yaml.safe_dump(data))
+        out = tmp_path / f"out{jobs}"
+        mod.run(tmp_path / "p.yaml", small_corpus, tmp_path / "m.csv", out)
+        outs.append(out)
+    if stage == "features_stats":
+        a, b = (pd.read_parquet(o) for o in outs)
+        pd.testing.assert_frame_equal(a, b)
+    else:
+        from ser.features_logmel import load_logmel
+        (xa, ia), (xb, ib) = (load_logmel(o) for o in outs)
+        assert np.array_equal(xa, xb) and ia.equals(ib) and len(ia) == 6 + 3 * 2

@@ -230,8 +230,8 @@ def verdict(gap: dict, cnn_test: Interval) -> list[str]:
     ref = REFERENCE["cnn_lstm.test.accuracy"] * 100
     inside = cnn_test.low * 100 <= ref <= cnn_test.high * 100
     out.append(f"The reference CNN-LSTM reached {ref:.0f}% test accuracy; ours reaches "
-               f"{cnn_test.fmt()}%, " + ("consistent with it." if inside else
-                                         "outside our interval."))
+               f"{cnn_test.fmt()}% (95% CI in brackets), "
+               + ("consistent with it." if inside else f"so {ref:.0f}% lies outside our interval."))
     if g.low <= 0 <= g.high:
         out.append("The interval of the gap includes 0: on this test set the two models are not "
                    "distinguishable.")
