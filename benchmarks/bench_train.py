@@ -5,13 +5,16 @@ Runs on generated tensors of the reference shapes, so it needs no corpus:
     .venv/bin/python benchmarks/bench_train.py --batches 3 --options fp32 cl+bf16 cl+bf16+compile
 
 An option is '+'-joined flags: cl (channels-last), bf16 (autocast), compile (torch.compile),
-fastdrop (ser.model.FastDropout instead of nn.Dropout), reuse (glibc keeps freed memory: see
-ser.cpu). Each option runs in a process of its own.
+fastdrop (ser.model.FastDropout instead of nn.Dropout), poolfirst (ser.model.BatchNormELUPool:
+BN + ELU on the pooled maps), reuse (glibc keeps freed memory: see ser.cpu). Each option runs in
+a process of its own. The epoch figure adds what train.py does around the training batches:
+the forward passes of BN recalibration and of the validation clips.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import subprocess
 import sys
@@ -25,10 +28,11 @@ from ser.train import make_step, prepare_model
 
 
 def bench(option: str, batches: int, batch_size: int, windows: int, warmup: int,
-          epoch_clips: int, device: str) -> None:
+          epoch_clips: int, eval_batches: int, device: str) -> None:
     flags = set(option.split("+"))
     torch.manual_seed(0)
-    model = CNNLSTM(n_classes=7, fast_dropout="fastdrop" in flags).to(device)
+    model = CNNLSTM(n_classes=7, fast_dropout="fastdrop" in flags,
+                    pool_first="poolfirst" in flags).to(device)
     model, autocast = prepare_model(model, device=device, channels_last="cl" in flags,
                                     bf16="bf16" in flags, compile="compile" in flags)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.8)
@@ -47,29 +51,40 @@ def bench(option: str, batches: int, batch_size: int, windows: int, warmup: int,
     if device == "cuda":
         torch.cuda.synchronize()
     per_batch = (time.perf_counter() - t0) / batches
-    per_epoch = per_batch * epoch_clips / batch_size
-    print(f"{option:24s} {per_batch:7.3f} s/batch  {per_epoch:7.1f} s/epoch "
-          f"(warm-up {t_warm:.1f} s, threads {torch.get_num_threads()}, device {device})",
-          flush=True)
+    model.eval()
+    t0 = time.perf_counter()
+    with torch.no_grad(), autocast():
+        for _ in range(eval_batches):
+            model(x)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    per_eval = (time.perf_counter() - t0) / max(eval_batches, 1)
+    per_epoch = per_batch * math.ceil(epoch_clips / batch_size) + per_eval * eval_batches
+    print(f"{option:36s} {per_batch:6.3f} s/batch  {per_eval:6.3f} s/eval batch  "
+          f"{per_epoch:6.1f} s/epoch (warm-up {t_warm:.1f} s, threads {torch.get_num_threads()}, "
+          f"device {device})", flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--options", nargs="+",
                     default=["fp32", "cl+bf16", "cl+bf16+reuse", "cl+bf16+reuse+fastdrop",
-                             "cl+bf16+reuse+fastdrop+compile"])
+                             "cl+bf16+reuse+fastdrop+poolfirst",
+                             "cl+bf16+reuse+fastdrop+poolfirst+compile"])
     ap.add_argument("--batches", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--windows", type=int, default=5)
-    ap.add_argument("--epoch-clips", type=int, default=3225,
-                    help="augmented training clips per epoch (reference: 1075 x 3)")
+    ap.add_argument("--epoch-clips", type=int, default=3222,
+                    help="augmented training clips per epoch (default protocol: 1074 x 3)")
+    ap.add_argument("--eval-batches", type=int, default=12,
+                    help="forward-only batches per epoch (8 BN recalibration + 4 for 202 val clips)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.single:
         bench(args.options[0], args.batches, args.batch_size, args.windows, args.warmup,
-              args.epoch_clips, args.device)
+              args.epoch_clips, args.eval_batches, args.device)
         return
     for option in args.options:
         env = dict(os.environ)

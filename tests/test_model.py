@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ser.model import CNNLSTM, FastDropout, recalibrate_batchnorm
+from ser.model import LFLB, CNNLSTM, BatchNormELUPool, FastDropout, recalibrate_batchnorm
 from ser.params import TrainCnnLstm
 from ser.train import fit, make_step, prepare_model
 
@@ -43,6 +43,51 @@ def test_fast_dropout_distribution_and_gradient():
     assert d.eval()(x) is x
 
 
+@pytest.mark.parametrize("pool", [2, 4])
+def test_pool_first_block_is_the_same_function(pool):
+    """BatchNormELUPool must equal BatchNorm -> ELU -> MaxPool in values, gradients and running
+    statistics, in training and eval mode, with negative BN scales too (float64: exact maths)."""
+    torch.manual_seed(0)
+    ref = LFLB(3, 8, 3, pool, 0.0, 0.1, 1e-3, pool_first=False).double()
+    fused = LFLB(3, 8, 3, pool, 0.0, 0.1, 1e-3, pool_first=True).double()
+    assert isinstance(fused[1], BatchNormELUPool) and len(fused) == 3
+    with torch.no_grad():
+        ref[1].weight.copy_(torch.tensor([1.5, -0.7, 0.3, -2.0, 1.0, 0.05, -0.1, 0.8]))
+        ref[1].bias.copy_(torch.randn(8))
+    fused.load_state_dict(ref.state_dict())  # same keys: checkpoints work either way
+    x = torch.randn(6, 3, 16, 16, dtype=torch.double) * 3 + 1
+    for training in (True, True, False):
+        ref.train(training), fused.train(training)
+        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+        ya, yb = ref(xa), fused(xb)
+        g = torch.randn_like(ya)
+        (ya * g).sum().backward()
+        (yb * g).sum().backward()
+        torch.testing.assert_close(yb, ya)
+        torch.testing.assert_close(xb.grad, xa.grad)
+        for (name, pa), pb in zip(ref.named_parameters(), fused.parameters()):
+            torch.testing.assert_close(pb.grad, pa.grad, msg=name)
+        for key, va in ref.state_dict().items():
+            torch.testing.assert_close(fused.state_dict()[key], va, msg=key)
+        ref.zero_grad(), fused.zero_grad()
+        x = x.flip(0)
+
+
+def test_pool_first_bf16_channels_last_matches_reference():
+    """The fast path (bf16 autocast, channels-last) stays within bf16 rounding of the reference."""
+    torch.manual_seed(0)
+    ref = LFLB(1, 16, 3, 2, 0.0, 0.01, 1e-3, pool_first=False)
+    fused = LFLB(1, 16, 3, 2, 0.0, 0.01, 1e-3, pool_first=True)
+    fused.load_state_dict(ref.state_dict())
+    x = (torch.randn(8, 1, 64, 64) * 20 - 40).contiguous(memory_format=torch.channels_last)
+    ref, fused = (m.to(memory_format=torch.channels_last) for m in (ref, fused))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ya, yb = ref(x), fused(x)
+    assert yb.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(yb.float(), ya.float(), atol=0.05, rtol=0.02)
+    torch.testing.assert_close(fused[1].running_var, ref[1].running_var, rtol=1e-2, atol=1e-3)
+
+
 def _batch(n=16, classes=4, seed=0):
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(n) % classes
@@ -76,14 +121,19 @@ def test_overfits_a_handful_and_eval_spreads_over_classes():
     m, ac = prepare_model(m, device="cpu", channels_last=True, bf16="auto", compile=False)
     opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.8)
     step = make_step(m, opt, ac)
-    for _ in range(60):
-        step(x, y)
-    with ac():
-        recalibrate_batchnorm(m, [x], 1)
-    m.eval()
-    with torch.no_grad(), ac():
-        pred = m(x).argmax(1)
-    assert (pred == y).float().mean().item() == 1.0
+    acc = 0.0
+    for _ in range(20):  # at most 200 steps; tiny-batch SGD wobbles, so check every 10
+        for _ in range(10):
+            step(x, y)
+        with ac():
+            recalibrate_batchnorm(m, [x], 1)
+        m.eval()
+        with torch.no_grad(), ac():
+            pred = m(x).argmax(1)
+        acc = (pred == y).float().mean().item()
+        if acc == 1.0:
+            break
+    assert acc == 1.0
     assert pred.unique().numel() == 4
 
 

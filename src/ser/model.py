@@ -10,21 +10,93 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
 class LFLB(nn.Sequential):
-    """Conv2d 3x3 'same' -> BatchNorm -> ELU -> MaxPool -> Dropout."""
+    """Conv2d 3x3 'same' -> BatchNorm -> ELU -> MaxPool -> Dropout.
+
+    With pool_first the middle three are one BatchNormELUPool: the same function, computed on
+    the pooled tensor.
+    """
 
     def __init__(self, c_in: int, c_out: int, kernel: int, pool: int, dropout: float,
-                 bn_momentum: float, bn_eps: float, fast_dropout: bool = True) -> None:
-        super().__init__(
-            nn.Conv2d(c_in, c_out, kernel, padding="same"),
-            nn.BatchNorm2d(c_out, momentum=bn_momentum, eps=bn_eps),
-            nn.ELU(),
-            nn.MaxPool2d(pool, stride=pool, ceil_mode=True),
-            FastDropout(dropout) if fast_dropout else nn.Dropout(dropout),
-        )
+                 bn_momentum: float, bn_eps: float, fast_dropout: bool = True,
+                 pool_first: bool = True) -> None:
+        conv = nn.Conv2d(c_in, c_out, kernel, padding="same")
+        drop = FastDropout(dropout) if fast_dropout else nn.Dropout(dropout)
+        if pool_first:
+            super().__init__(conv, BatchNormELUPool(c_out, pool, momentum=bn_momentum,
+                                                    eps=bn_eps), drop)
+        else:
+            super().__init__(conv, nn.BatchNorm2d(c_out, momentum=bn_momentum, eps=bn_eps),
+                             nn.ELU(), nn.MaxPool2d(pool, stride=pool, ceil_mode=True), drop)
+
+
+class BatchNormELUPool(nn.BatchNorm2d):
+    """MaxPool(ELU(BatchNorm(x))) computed as ELU(BatchNorm'(MaxPool(s * x))).
+
+    Batch norm is a per-channel affine map a * x + b and ELU is increasing, so both commute with
+    max-pooling once channels with a < 0 are pooled on -x (their max is a * min(x) + b). The
+    normalisation and the ELU then touch a pooled tensor (4x or 16x smaller) instead of the conv
+    output, which is what dominated a CPU training step (memory-bound passes over 670 MB per
+    batch in the first block). Values and gradients equal the unfused block's up to rounding;
+    the batch statistics, running averages and state_dict keys are BatchNorm2d's own, so
+    recalibrate_batchnorm and checkpoints work unchanged.
+    """
+
+    def __init__(self, num_features: int, pool: int, *, momentum: float | None,
+                 eps: float) -> None:
+        super().__init__(num_features, eps=eps, momentum=momentum)
+        self.pool = pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.num_batches_tracked.add_(1)
+            factor = (1.0 / float(self.num_batches_tracked) if self.momentum is None
+                      else self.momentum)
+            mean, var = _ChannelStats.apply(x, self.running_mean, self.running_var, factor)
+        else:
+            mean, var = self.running_mean, self.running_var
+        scale = self.weight * torch.rsqrt(var + self.eps)
+        shift = self.bias - mean * scale
+        sign = torch.where(scale >= 0, 1.0, -1.0).detach()
+        if bool((sign < 0).any()):
+            x = x * sign.to(x.dtype).view(1, -1, 1, 1)
+        pooled = F.max_pool2d(x, self.pool, self.pool, ceil_mode=True)
+        shape = (1, -1, 1, 1)
+        z = torch.addcmul(shift.view(shape), pooled, (scale * sign).view(shape))  # fp32
+        return F.elu(z.to(x.dtype))
+
+
+class _ChannelStats(torch.autograd.Function):
+    """Per-channel batch mean and biased variance of an (N, C, H, W) tensor; updates the running
+    averages in place as BatchNorm does (unbiased variance, given factor).
+
+    The forward is ATen's batch_norm_update_stats (fp32 statistics for bf16 input, fast on
+    channels-last; torch.var_mean over (0, 2, 3) was 20x slower); the backward is one fused
+    pass, d mean/dx = 1/n and d var/dx = 2 (x - mean) / n.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor,
+                factor: float):
+        mean, var = torch.batch_norm_update_stats(x, running_mean, running_var, factor)
+        ctx.save_for_backward(x, mean)
+        ctx.n = x.numel() // x.shape[1]
+        return mean, var
+
+    @staticmethod
+    def backward(ctx, g_mean: torch.Tensor | None, g_var: torch.Tensor | None):
+        x, mean = ctx.saved_tensors
+        g_mean = torch.zeros_like(mean) if g_mean is None else g_mean
+        g_var = torch.zeros_like(mean) if g_var is None else g_var
+        coef = 2.0 * g_var / ctx.n
+        const = g_mean / ctx.n - coef * mean
+        shape = (1, -1, 1, 1)
+        return torch.addcmul(const.to(x.dtype).view(shape), x, coef.to(x.dtype).view(shape),
+                             out=torch.empty_like(x)), None, None, None
 
 
 class CNNLSTM(nn.Module):
@@ -34,14 +106,14 @@ class CNNLSTM(nn.Module):
                  pools: Sequence[int] = (2, 4, 4, 4), kernel: int = 3, dropout: float = 0.2,
                  lstm_units: int = 256, lstm_layers: int = 1, lstm_dropout: float = 0.2,
                  bn_momentum: float = 0.01, bn_eps: float = 1e-3, input_size: int = 128,
-                 fast_dropout: bool = True) -> None:
+                 fast_dropout: bool = True, pool_first: bool = True) -> None:
         super().__init__()
         if len(filters) != len(pools):
             raise ValueError("filters and pools must have the same length")
         blocks, c_in, side = [], 1, input_size
         for c_out, pool in zip(filters, pools):
             blocks.append(LFLB(c_in, c_out, kernel, pool, dropout, bn_momentum, bn_eps,
-                               fast_dropout))
+                               fast_dropout, pool_first))
             c_in, side = c_out, -(-side // pool)
         self.blocks = nn.Sequential(*blocks)
         self.window_features = c_in * side * side
@@ -141,17 +213,18 @@ class FastDropout(nn.Module):
         words.random_(-2**63, 2**63 - 1)  # all 64 bits random (the default leaves the top one 0)
         lanes = words.view(torch.int16)[:n]
         keep = lanes.as_strided(x.shape, x.stride()) >= self.threshold
-        return _MaskedScale.apply(x, keep, 1.0 / (1.0 - self.p))
+        # one multiplier tensor (0 or 1/(1-p)) serves the forward and the backward pass
+        scale = keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))  # 2.5x faster than torch.where
+        return _Scale.apply(x, scale)
 
 
-class _MaskedScale(torch.autograd.Function):
+class _Scale(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, keep, scale):
-        ctx.save_for_backward(keep)
-        ctx.scale = scale
-        return torch.where(keep, x * scale, 0)
+    def forward(ctx, x, scale):
+        ctx.save_for_backward(scale)
+        return x * scale
 
     @staticmethod
     def backward(ctx, grad):
-        (keep,) = ctx.saved_tensors
-        return torch.where(keep, grad * ctx.scale, 0), None, None
+        (scale,) = ctx.saved_tensors
+        return grad * scale, None

@@ -147,6 +147,7 @@ class TrainCnnLstm(_Section):
     bf16: Literal["auto"] | bool = "auto"
     compile: bool = False
     fast_dropout: bool = True  # ser.model.FastDropout: same distribution, cheaper mask
+    pool_first: bool = True  # ser.model.BatchNormELUPool: same function, BN + ELU on pooled maps
     reuse_memory: bool = True  # glibc keeps freed memory (ser.cpu): no page faults per step
     threads: Annotated[int, Field(ge=0)] = 0  # 0: torch's default
 

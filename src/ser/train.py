@@ -116,7 +116,8 @@ def fingerprint(p: TrainCnnLstm, features: Path) -> str:
 def build_model(p: TrainCnnLstm, n_classes: int) -> CNNLSTM:
     return CNNLSTM(n_classes, filters=p.filters, pools=p.pools, kernel=p.kernel, dropout=p.dropout,
                    lstm_units=p.lstm_units, lstm_layers=p.lstm_layers, lstm_dropout=p.lstm_dropout,
-                   bn_momentum=p.bn_momentum, bn_eps=p.bn_eps, fast_dropout=p.fast_dropout)
+                   bn_momentum=p.bn_momentum, bn_eps=p.bn_eps, fast_dropout=p.fast_dropout,
+                   pool_first=p.pool_first)
 
 
 def select_rows(index: pd.DataFrame, p: TrainCnnLstm) -> dict[str, np.ndarray]:
@@ -127,9 +128,10 @@ def select_rows(index: pd.DataFrame, p: TrainCnnLstm) -> dict[str, np.ndarray]:
         keep = np.random.default_rng(p.seed).permutation(clips)[:p.max_train_clips]
         train = train[train["clip_id"].isin(keep)]
     originals = index[index["copy"] == 0]
-    return {"train": train["row"].to_numpy(),
-            "val": originals.loc[originals["split"] == "val", "row"].to_numpy(),
-            "test": originals.loc[originals["split"] == "test", "row"].to_numpy()}
+    # copies: pandas hands out read-only views, which torch warns about when indexing with them
+    return {"train": train["row"].to_numpy(copy=True),
+            "val": originals.loc[originals["split"] == "val", "row"].to_numpy(copy=True),
+            "test": originals.loc[originals["split"] == "test", "row"].to_numpy(copy=True)}
 
 
 class Fitted(NamedTuple):
@@ -204,6 +206,7 @@ def fit(p: TrainCnnLstm, x: np.ndarray, index: pd.DataFrame, classes: list[str],
             if i % 5 == 0:
                 bar.set_postfix(loss=f"{loss_sum.item() / bar.n:.3f}", acc=f"{correct.item() / bar.n:.3f}")
         bar.close()
+        t_train = time.perf_counter() - t0
         with autocast():
             recalibrate_batchnorm(raw, batches(x, order, p.batch_size, device),
                                   p.bn_recalibration_batches)
@@ -214,7 +217,8 @@ def fit(p: TrainCnnLstm, x: np.ndarray, index: pd.DataFrame, classes: list[str],
              "val_loss": F.cross_entropy(val_logits, y_val).item(),
              "val_acc": (val_logits.argmax(1) == y_val).float().mean().item(),
              "val_classes_predicted": int(val_logits.argmax(1).unique().numel()),
-             "lr": sched.get_last_lr()[0], "seconds": time.perf_counter() - t0}
+             "lr": sched.get_last_lr()[0], "train_seconds": t_train,
+             "seconds": time.perf_counter() - t0}
         st["history"].append(h)
         st["train_time_s"] += h["seconds"]
         if h["val_acc"] > st["best_acc"]:
@@ -223,9 +227,9 @@ def fit(p: TrainCnnLstm, x: np.ndarray, index: pd.DataFrame, classes: list[str],
         else:
             st["wait"] += 1
         st["epoch"] = epoch + 1
-        log.info("epoch %d: train loss %.3f acc %.3f | val loss %.3f acc %.3f (%d classes) | %.0f s",
-                 epoch + 1, h["train_loss"], h["train_acc"], h["val_loss"], h["val_acc"],
-                 h["val_classes_predicted"], h["seconds"])
+        log.info("epoch %d: train loss %.3f acc %.3f | val loss %.3f acc %.3f (%d classes) | "
+                 "%.0f s (%.0f s training)", epoch + 1, h["train_loss"], h["train_acc"],
+                 h["val_loss"], h["val_acc"], h["val_classes_predicted"], h["seconds"], t_train)
         if live is not None:
             _log_epoch(live, h)
         _save_checkpoint(checkpoint, {"fingerprint": fp, "model": raw.state_dict(),
@@ -238,6 +242,9 @@ def fit(p: TrainCnnLstm, x: np.ndarray, index: pd.DataFrame, classes: list[str],
     info = {"best_epoch": st["best_epoch"], "epochs_run": epochs_run,
             "train_time_s": round(st["train_time_s"], 1),
             "seconds_per_epoch": round(st["train_time_s"] / max(len(st["history"]), 1), 1),
+            # the training batches alone, without BN recalibration and validation
+            "train_seconds_per_epoch": round(float(np.mean(
+                [h.get("train_seconds", h["seconds"]) for h in st["history"]] or [0.0])), 1),
             "train_clips": n_train, "device": device,
             "bf16": bf16, "channels_last": p.channels_last,
             "compile": p.compile, "threads": torch.get_num_threads()}
