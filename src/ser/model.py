@@ -61,11 +61,11 @@ class BatchNormELUPool(nn.BatchNorm2d):
             mean, var = self.running_mean, self.running_var
         scale = self.weight * torch.rsqrt(var + self.eps)
         shift = self.bias - mean * scale
+        shape = (1, -1, 1, 1)
         sign = torch.where(scale >= 0, 1.0, -1.0).detach()
         if bool((sign < 0).any()):
-            x = x * sign.to(x.dtype).view(1, -1, 1, 1)
+            x = x * sign.to(x.dtype).view(shape)
         pooled = F.max_pool2d(x, self.pool, self.pool, ceil_mode=True)
-        shape = (1, -1, 1, 1)
         z = torch.addcmul(shift.view(shape), pooled, (scale * sign).view(shape))  # fp32
         return F.elu(z.to(x.dtype))
 
@@ -88,10 +88,8 @@ class _ChannelStats(torch.autograd.Function):
         return mean, var
 
     @staticmethod
-    def backward(ctx, g_mean: torch.Tensor | None, g_var: torch.Tensor | None):
+    def backward(ctx, g_mean: torch.Tensor, g_var: torch.Tensor):  # zeros when unused
         x, mean = ctx.saved_tensors
-        g_mean = torch.zeros_like(mean) if g_mean is None else g_mean
-        g_var = torch.zeros_like(mean) if g_var is None else g_var
         coef = 2.0 * g_var / ctx.n
         const = g_mean / ctx.n - coef * mean
         shape = (1, -1, 1, 1)
@@ -215,16 +213,4 @@ class FastDropout(nn.Module):
         keep = lanes.as_strided(x.shape, x.stride()) >= self.threshold
         # one multiplier tensor (0 or 1/(1-p)) serves the forward and the backward pass
         scale = keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))  # 2.5x faster than torch.where
-        return _Scale.apply(x, scale)
-
-
-class _Scale(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, scale):
-        ctx.save_for_backward(scale)
-        return x * scale
-
-    @staticmethod
-    def backward(ctx, grad):
-        (scale,) = ctx.saved_tensors
-        return grad * scale, None
+        return x * scale  # autograd keeps scale (no grad) and multiplies the gradient by it

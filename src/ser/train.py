@@ -244,7 +244,7 @@ def fit(p: TrainCnnLstm, x: np.ndarray, index: pd.DataFrame, classes: list[str],
             "seconds_per_epoch": round(st["train_time_s"] / max(len(st["history"]), 1), 1),
             # the training batches alone, without BN recalibration and validation
             "train_seconds_per_epoch": round(float(np.mean(
-                [h.get("train_seconds", h["seconds"]) for h in st["history"]] or [0.0])), 1),
+                [h["train_seconds"] for h in st["history"]])), 1),
             "train_clips": n_train, "device": device,
             "bf16": bf16, "channels_last": p.channels_last,
             "compile": p.compile, "threads": torch.get_num_threads()}
