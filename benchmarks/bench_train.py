@@ -27,6 +27,18 @@ from ser.model import CNNLSTM
 from ser.train import make_step, prepare_model
 
 
+def seconds(fn, calls: int, device: str) -> float:
+    """Mean wall time of one call of fn (0 when calls is 0)."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / max(calls, 1)
+
+
 def bench(option: str, batches: int, batch_size: int, windows: int, warmup: int,
           epoch_clips: int, eval_batches: int, device: str) -> None:
     flags = set(option.split("+"))
@@ -39,26 +51,11 @@ def bench(option: str, batches: int, batch_size: int, windows: int, warmup: int,
     step = make_step(model, opt, autocast)
     x = torch.randn(batch_size, windows, 128, 128, device=device) * 20 - 40
     y = torch.randint(0, 7, (batch_size,), device=device)
-    t0 = time.perf_counter()
-    for _ in range(warmup):
-        step(x, y)
-    t_warm = time.perf_counter() - t0
-    if device == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(batches):
-        step(x, y)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    per_batch = (time.perf_counter() - t0) / batches
+    t_warm = seconds(lambda: step(x, y), warmup, device) * warmup
+    per_batch = seconds(lambda: step(x, y), batches, device)
     model.eval()
-    t0 = time.perf_counter()
     with torch.no_grad(), autocast():
-        for _ in range(eval_batches):
-            model(x)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    per_eval = (time.perf_counter() - t0) / max(eval_batches, 1)
+        per_eval = seconds(lambda: model(x), eval_batches, device)
     per_epoch = per_batch * math.ceil(epoch_clips / batch_size) + per_eval * eval_batches
     print(f"{option:36s} {per_batch:6.3f} s/batch  {per_eval:6.3f} s/eval batch  "
           f"{per_epoch:6.1f} s/epoch (warm-up {t_warm:.1f} s, threads {torch.get_num_threads()}, "
