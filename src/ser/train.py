@@ -168,12 +168,15 @@ def fit(p: TrainCnnLstm, x: np.ndarray, index: pd.DataFrame, classes: list[str],
     st = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "wait": 0, "best_state": None,
           "history": [], "train_time_s": 0.0}
     if checkpoint.exists():
-        ck = torch.load(checkpoint, map_location=device, weights_only=False)
+        # on the CPU: RNG states must stay ByteTensors there; load_state_dict moves the rest
+        ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
         if ck.get("fingerprint") == fp:
             raw.load_state_dict(ck["model"])
             opt.load_state_dict(ck["opt"])
             sched.load_state_dict(ck["sched"])
             torch.set_rng_state(ck["rng"])
+            if device == "cuda":  # dropout masks on a GPU come from its own generator
+                torch.cuda.set_rng_state(ck["cuda_rng"])
             st = ck["state"]
             log.info("resuming from %s after epoch %d", checkpoint, st["epoch"])
         else:
@@ -234,7 +237,9 @@ def fit(p: TrainCnnLstm, x: np.ndarray, index: pd.DataFrame, classes: list[str],
             _log_epoch(live, h)
         _save_checkpoint(checkpoint, {"fingerprint": fp, "model": raw.state_dict(),
                                       "opt": opt.state_dict(), "sched": sched.state_dict(),
-                                      "rng": torch.get_rng_state(), "state": st})
+                                      "rng": torch.get_rng_state(),
+                                      "cuda_rng": torch.cuda.get_rng_state() if device == "cuda" else None,
+                                      "state": st})
     if live is not None:
         live.end()
     raw.load_state_dict(st["best_state"])
