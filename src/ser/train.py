@@ -175,7 +175,7 @@ def fit(p: TrainCnnLstm, x: np.ndarray, index: pd.DataFrame, classes: list[str],
             opt.load_state_dict(ck["opt"])
             sched.load_state_dict(ck["sched"])
             torch.set_rng_state(ck["rng"])
-            if device == "cuda":  # dropout masks on a GPU come from its own generator
+            if device == "cuda" and ck.get("cuda_rng") is not None:  # the GPU's dropout masks
                 torch.cuda.set_rng_state(ck["cuda_rng"])
             st = ck["state"]
             log.info("resuming from %s after epoch %d", checkpoint, st["epoch"])
