@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -100,3 +101,12 @@ def test_mismatched_tables_are_refused(tmp_path):
     from ser.errors import SerError
     with pytest.raises(SerError, match="different test clips"):
         report.run("params.yaml", t["svm"], t["cnn"], tmp_path / "none", None, tmp_path / "out")
+
+
+def test_report_stage_declares_the_params_it_quotes():
+    stage = yaml.safe_load((Path(__file__).resolve().parents[1] / "dvc.yaml").read_text())
+    declared = set(stage["stages"]["report"]["params"])
+    quoted = {f"train_cnn_lstm.{k}" for k in report.QUOTED_TRAINING_PARAMS} | {
+        "train_cnn_lstm.seed", "train_svm.seed", "features_logmel.seed",
+        "features_logmel.augment_copies", "download.actors", "prepare", "report"}
+    assert quoted <= declared, quoted - declared

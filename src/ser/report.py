@@ -38,6 +38,9 @@ from ser.params import Params, load_params  # noqa: E402
 
 log = logging.getLogger("report")
 MODELS = {"svm": "SVM", "cnn_lstm": "CNN-LSTM"}
+# train_cnn_lstm params the protocol section quotes; dvc.yaml's report stage declares each
+QUOTED_TRAINING_PARAMS = ("epochs", "patience", "batch_size", "lr", "momentum", "decay", "bf16",
+                          "channels_last")
 # The reference method's published figures (R. Lederman; maelfabien/Multimodal-Emotion-Recognition).
 REFERENCE = {"cnn_lstm.val.accuracy": 0.74, "cnn_lstm.test.accuracy": 0.72, "gap.accuracy_pp": 10.0}
 SUMMARY = ("accuracy", "balanced_accuracy", "macro_f1")
@@ -326,8 +329,7 @@ def build_blocks(res: dict, params: Params, manifest: pd.DataFrame | None, class
                  f"{params.report.seed} ({params.report.bootstrap} resamples, percentile intervals).")
     lines.append(f"Code version: {code_version()}. Params: `params.yaml` (train_cnn_lstm: "
                  + ", ".join(f"{k}={v}" for k, v in params.train_cnn_lstm.model_dump().items()
-                             if k in ("epochs", "patience", "batch_size", "lr", "momentum", "decay",
-                                      "bf16", "channels_last"))
+                             if k in QUOTED_TRAINING_PARAMS)
                  + ").")
     b += [{"li": s} for s in lines]
     return b

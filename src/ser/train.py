@@ -166,7 +166,7 @@ def fit(p: TrainCnnLstm, x: np.ndarray, index: pd.DataFrame, classes: list[str],
     step = make_step(model, opt, autocast, sched)
 
     st = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "wait": 0, "best_state": None,
-          "history": [], "train_time_s": 0.0}
+          "history": []}
     if checkpoint.exists():
         # on the CPU: RNG states must stay ByteTensors there; load_state_dict moves the rest
         ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -223,7 +223,6 @@ def fit(p: TrainCnnLstm, x: np.ndarray, index: pd.DataFrame, classes: list[str],
              "lr": sched.get_last_lr()[0], "train_seconds": t_train,
              "seconds": time.perf_counter() - t0}
         st["history"].append(h)
-        st["train_time_s"] += h["seconds"]
         if h["val_acc"] > st["best_acc"]:
             st.update(best_acc=h["val_acc"], best_epoch=epoch + 1, wait=0,
                       best_state=copy.deepcopy(raw.state_dict()))
@@ -244,9 +243,10 @@ def fit(p: TrainCnnLstm, x: np.ndarray, index: pd.DataFrame, classes: list[str],
         live.end()
     raw.load_state_dict(st["best_state"])
     epochs_run = st["epoch"]
+    total = sum(h["seconds"] for h in st["history"])
     info = {"best_epoch": st["best_epoch"], "epochs_run": epochs_run,
-            "train_time_s": round(st["train_time_s"], 1),
-            "seconds_per_epoch": round(st["train_time_s"] / max(len(st["history"]), 1), 1),
+            "train_time_s": round(total, 1),
+            "seconds_per_epoch": round(total / max(len(st["history"]), 1), 1),
             # the training batches alone, without BN recalibration and validation
             "train_seconds_per_epoch": round(float(np.mean(
                 [h["train_seconds"] for h in st["history"]])), 1),
