@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ser.model import LFLB, CNNLSTM, BatchNormELUPool, FastDropout, recalibrate_batchnorm
+from ser.model import (LFLB, CNNLSTM, BatchNormELUPool, FastDropout, KerasLSTM,
+                       recalibrate_batchnorm)
 from ser.params import TrainCnnLstm
 from ser.train import fit, make_step, prepare_model
 
@@ -24,10 +25,77 @@ def test_shapes_through_every_block():
 
 
 def test_keras_style_initialisation():
-    m = CNNLSTM(7)
+    m = CNNLSTM(7, lstm="torch")
     assert m.blocks[0][1].momentum == 0.01 and m.blocks[0][1].eps == 1e-3
     f_bias = m.lstm.bias_ih_l0.chunk(4)[1]
     assert torch.all(f_bias == 1) and torch.all(m.lstm.bias_hh_l0 == 0)
+
+
+def test_keras_lstm_initialisation():
+    """Keras initialises the whole (inputs, 4 x units) kernel at once: a smaller Glorot limit
+    than per gate, and recurrent rows orthonormal across the four gates."""
+    m = CNNLSTM(7)
+    assert isinstance(m.lstm, KerasLSTM)
+    k, r, b = m.lstm.kernel[0], m.lstm.recurrent[0], m.lstm.bias[0]
+    assert k.shape == (128, 1024) and r.shape == (256, 1024)
+    limit = (6 / (128 + 1024)) ** 0.5
+    assert k.abs().max() <= limit and k.abs().max() > 0.95 * limit
+    assert torch.allclose(r @ r.T, torch.eye(256), atol=1e-5)
+    assert torch.all(b[256:512] == 1) and torch.all(b[:256] == 0) and torch.all(b[512:] == 0)
+    with pytest.raises(ValueError, match="lstm must be"):
+        CNNLSTM(7, lstm="gru")
+
+
+def _keras_lstm_numpy(x, kernel, recurrent, bias, masks=None):
+    """Keras 2.2.4's LSTMCell (implementation 1), written out gate by gate."""
+    u = recurrent.shape[0]
+    hs = lambda v: np.clip(0.2 * v + 0.5, 0.0, 1.0)
+    gate = {g: slice(j * u, (j + 1) * u) for j, g in enumerate("ifco")}
+    h = np.zeros((x.shape[0], u))
+    c = np.zeros((x.shape[0], u))
+    for t in range(x.shape[1]):
+        xs = {g: x[:, t] * (1.0 if masks is None else masks[:, j]) for j, g in enumerate("ifco")}
+        pre = {g: xs[g] @ kernel[:, gate[g]] + bias[gate[g]] + h @ recurrent[:, gate[g]]
+               for g in "ifco"}
+        c = hs(pre["f"]) * c + hs(pre["i"]) * np.tanh(pre["c"])
+        h = hs(pre["o"]) * np.tanh(c)
+    return h
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_keras_lstm_follows_keras_equations(training):
+    """Hard-sigmoid gates (clipping reached: large inputs) and, in training, one input-dropout
+    mask per gate, drawn once and kept for every time step."""
+    torch.manual_seed(0)
+    m = KerasLSTM(6, 5, dropout=0.3).double().train(training)
+    with torch.no_grad():
+        m.bias[0].normal_()
+    x = torch.randn(4, 3, 6, dtype=torch.double) * 3
+    torch.manual_seed(1)
+    y = m(x).detach().numpy()
+    masks = None
+    if training:
+        torch.manual_seed(1)
+        masks = (torch.bernoulli(torch.full((4, 4, 6), 0.7)).double() / 0.7).numpy()
+        assert len({masks[:, j].tobytes() for j in range(4)}) == 4  # the gates' masks differ
+    ref = _keras_lstm_numpy(x.numpy(), *(p.detach().numpy() for p in
+                                         (m.kernel[0], m.recurrent[0], m.bias[0])), masks)
+    assert np.allclose(y, ref, atol=1e-12)
+    pre = x.reshape(-1, 6) @ m.kernel[0].detach()
+    assert (pre.abs() > 2.5).float().mean() > 0.1  # the clipped part of hard_sigmoid is exercised
+
+
+def test_keras_lstm_stacks_and_runs_in_float32_under_autocast():
+    torch.manual_seed(0)
+    m = KerasLSTM(8, 6, layers=2, dropout=0.2).eval()
+    x = torch.randn(3, 4, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = m(x.bfloat16())
+    assert y.shape == (3, 6) and y.dtype == torch.float32
+    assert torch.equal(y, m(x.bfloat16().float()))
+    m.train()
+    m(x).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters())
 
 
 def test_fast_dropout_distribution_and_gradient():

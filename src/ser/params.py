@@ -131,9 +131,10 @@ class TrainCnnLstm(_Section):
     lstm_units: Annotated[int, Field(ge=1)] = 256
     lstm_layers: Annotated[int, Field(ge=1)] = 1
     lstm_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    lstm: Literal["keras", "torch"] = "keras"  # ser.model.KerasLSTM: the reference's gates
     bn_momentum: Prob = 0.01  # PyTorch convention; Keras' momentum 0.99
     bn_eps: Annotated[float, Field(gt=0)] = 1e-3
-    bn_recalibration_batches: Annotated[int, Field(ge=0)] = 16
+    bn_recalibration_batches: Annotated[int, Field(ge=0)] = 8
     lr: Annotated[float, Field(gt=0)] = 0.01
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.8
     decay: Annotated[float, Field(ge=0)] = 1e-6  # Keras time decay per iteration

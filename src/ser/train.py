@@ -117,7 +117,7 @@ def build_model(p: TrainCnnLstm, n_classes: int) -> CNNLSTM:
     return CNNLSTM(n_classes, filters=p.filters, pools=p.pools, kernel=p.kernel, dropout=p.dropout,
                    lstm_units=p.lstm_units, lstm_layers=p.lstm_layers, lstm_dropout=p.lstm_dropout,
                    bn_momentum=p.bn_momentum, bn_eps=p.bn_eps, fast_dropout=p.fast_dropout,
-                   pool_first=p.pool_first)
+                   pool_first=p.pool_first, lstm=p.lstm)
 
 
 def select_rows(index: pd.DataFrame, p: TrainCnnLstm) -> dict[str, np.ndarray]:
