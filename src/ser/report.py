@@ -39,8 +39,8 @@ from ser.params import Params, load_params  # noqa: E402
 log = logging.getLogger("report")
 MODELS = {"svm": "SVM", "cnn_lstm": "CNN-LSTM"}
 # train_cnn_lstm params the protocol section quotes; dvc.yaml's report stage declares each
-QUOTED_TRAINING_PARAMS = ("epochs", "patience", "batch_size", "lr", "momentum", "decay", "bf16",
-                          "channels_last")
+QUOTED_TRAINING_PARAMS = ("lstm", "epochs", "patience", "batch_size", "lr", "momentum", "decay",
+                          "bf16", "channels_last")
 # The reference method's published figures (R. Lederman; maelfabien/Multimodal-Emotion-Recognition).
 REFERENCE = {"cnn_lstm.val.accuracy": 0.74, "cnn_lstm.test.accuracy": 0.72, "gap.accuracy_pp": 10.0}
 SUMMARY = ("accuracy", "balanced_accuracy", "macro_f1")
