@@ -27,8 +27,8 @@ def test_shapes_through_every_block():
 def test_keras_style_initialisation():
     m = CNNLSTM(7, lstm="torch")
     assert m.blocks[0][1].momentum == 0.01 and m.blocks[0][1].eps == 1e-3
-    f_bias = m.lstm.bias_ih_l0.chunk(4)[1]
-    assert torch.all(f_bias == 1) and torch.all(m.lstm.bias_hh_l0 == 0)
+    f_bias = m.lstm.rnn.bias_ih_l0.chunk(4)[1]
+    assert torch.all(f_bias == 1) and torch.all(m.lstm.rnn.bias_hh_l0 == 0)
 
 
 def test_keras_lstm_initialisation():

@@ -116,17 +116,10 @@ class CNNLSTM(nn.Module):
             c_in, side = c_out, -(-side // pool)
         self.blocks = nn.Sequential(*blocks)
         self.window_features = c_in * side * side
-        if lstm == "keras":
-            self.input_dropout = nn.Dropout(0.0)  # KerasLSTM draws its own masks
-            self.lstm = KerasLSTM(self.window_features, lstm_units, lstm_layers, lstm_dropout)
-        elif lstm == "torch":
-            # Keras' LSTM(dropout=p) drops inputs with one mask shared by all time steps.
-            self.input_dropout = nn.Dropout(lstm_dropout)
-            self.lstm = nn.LSTM(self.window_features, lstm_units, num_layers=lstm_layers,
-                                batch_first=True,
-                                dropout=lstm_dropout if lstm_layers > 1 else 0.0)
-        else:
+        lstms = {"keras": KerasLSTM, "torch": TorchLSTM}
+        if lstm not in lstms:
             raise ValueError(f"lstm must be 'keras' or 'torch', got {lstm!r}")
+        self.lstm = lstms[lstm](self.window_features, lstm_units, lstm_layers, lstm_dropout)
         self.head = nn.Linear(lstm_units, n_classes)
         self.reset_parameters()
 
@@ -137,20 +130,7 @@ class CNNLSTM(nn.Module):
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
-        if isinstance(self.lstm, KerasLSTM):
-            self.lstm.reset_parameters()
-            return
-        for name, p in self.lstm.named_parameters():
-            if name.startswith("weight_ih"):
-                for gate in p.data.chunk(4, 0):
-                    nn.init.xavier_uniform_(gate)
-            elif name.startswith("weight_hh"):
-                for gate in p.data.chunk(4, 0):
-                    nn.init.orthogonal_(gate)
-            else:
-                nn.init.zeros_(p)
-                if name.startswith("bias_ih"):
-                    p.data.chunk(4, 0)[1].fill_(1.0)  # gate order i, f, g, o
+        self.lstm.reset_parameters()
 
     def embed_windows(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, windows, H, W) -> (batch, windows, features)."""
@@ -162,16 +142,43 @@ class CNNLSTM(nn.Module):
         return z.reshape(b, t, -1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.embed_windows(x)
-        if self.training and self.input_dropout.p > 0:
-            keep = 1.0 - self.input_dropout.p
-            mask = torch.bernoulli(torch.full((z.shape[0], 1, z.shape[2]), keep,
-                                              device=z.device, dtype=z.dtype)) / keep
-            z = z * mask
-        if isinstance(self.lstm, KerasLSTM):
-            return self.head(self.lstm(z))
-        out, _ = self.lstm(z.float())
-        return self.head(out[:, -1])
+        return self.head(self.lstm(self.embed_windows(x)))
+
+
+class TorchLSTM(nn.Module):
+    """nn.LSTM with Keras' initialisers applied gate by gate and LSTM(dropout=p) approximated
+    by one input mask shared by all gates and time steps; last state only (`lstm: torch`).
+    Keras' initialisation comes from reset_parameters, which CNNLSTM calls; __init__ does not,
+    so a seeded `lstm: torch` run still reproduces the earlier runs made with it."""
+
+    def __init__(self, input_size: int, units: int, layers: int = 1, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.dropout = dropout
+        self.rnn = nn.LSTM(input_size, units, num_layers=layers, batch_first=True,
+                           dropout=dropout if layers > 1 else 0.0)
+
+    def reset_parameters(self) -> None:
+        for name, p in self.rnn.named_parameters():
+            if name.startswith("weight_ih"):
+                for gate in p.data.chunk(4, 0):
+                    nn.init.xavier_uniform_(gate)
+            elif name.startswith("weight_hh"):
+                for gate in p.data.chunk(4, 0):
+                    nn.init.orthogonal_(gate)
+            else:
+                nn.init.zeros_(p)
+                if name.startswith("bias_ih"):
+                    p.data.chunk(4, 0)[1].fill_(1.0)  # gate order i, f, g, o
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, time, features) -> (batch, units)."""
+        if self.training and self.dropout > 0:
+            keep = 1.0 - self.dropout
+            mask = torch.bernoulli(torch.full((x.shape[0], 1, x.shape[2]), keep,
+                                              device=x.device, dtype=x.dtype)) / keep
+            x = x * mask
+        out, _ = self.rnn(x.float())
+        return out[:, -1]
 
 
 def hard_sigmoid(x: torch.Tensor) -> torch.Tensor:
@@ -211,13 +218,13 @@ class KerasLSTM(nn.Module):
         """(batch, time, features) -> (batch, units): the last hidden state of the last layer."""
         with torch.autocast(x.device.type, enabled=False):
             seq = x.to(self.kernel[0].dtype)  # float32 (float64 in tests)
-            for layer, (k, r, b) in enumerate(zip(self.kernel, self.recurrent, self.bias)):
-                last = layer == len(self.kernel) - 1
-                seq = self._layer(seq, k, r, b, last)
-        return seq
+            for k, r, b in zip(self.kernel, self.recurrent, self.bias):
+                seq = self._layer(seq, k, r, b)
+        return seq[:, -1]
 
     def _layer(self, x: torch.Tensor, kernel: torch.Tensor, recurrent: torch.Tensor,
-               bias: torch.Tensor, last: bool) -> torch.Tensor:
+               bias: torch.Tensor) -> torch.Tensor:
+        """(batch, time, features) -> (batch, time, units): every step's hidden state."""
         n, steps, f = x.shape
         u = self.units
         w = kernel.view(f, 4, u)
@@ -238,9 +245,8 @@ class KerasLSTM(nn.Module):
             i, fg, g, o = z.split(u, dim=1)
             c = hard_sigmoid(fg) * c + hard_sigmoid(i) * torch.tanh(g)
             h = hard_sigmoid(o) * torch.tanh(c)
-            if not last:
-                out.append(h)
-        return h if last else torch.stack(out, dim=1)
+            out.append(h)
+        return torch.stack(out, dim=1)
 
 
 @torch.no_grad()
