@@ -1,7 +1,8 @@
 """The predictions table both models write, and the summary metrics read off it.
 
-One row per clip: clip_id, split, label (true), pred, and prob_<class> for every class. The
-report compares the models clip by clip through it, so its format lives here alone.
+One row per clip: clip_id, split, label (true), pred, and prob_<class> for every class; pred is
+always the most probable class. The report compares the models clip by clip through it, so its
+format lives here alone, and every table is checked where it is read.
 """
 
 from __future__ import annotations
@@ -18,17 +19,15 @@ PROB_PREFIX = "prob_"
 
 
 def predictions_frame(clip_ids: Sequence[str], splits: Sequence[str], labels: Sequence[str],
-                      proba: np.ndarray, classes: Sequence[str],
-                      pred: Sequence[str] | None = None) -> pd.DataFrame:
-    """The table; `pred` defaults to the most probable class."""
-    proba = np.asarray(proba, dtype=float)
+                      proba: np.ndarray, classes: Sequence[str]) -> pd.DataFrame:
+    """The table; pred is the most probable class of the probabilities as written (rounded)."""
+    proba = np.round(np.asarray(proba, dtype=float), 6)
     if proba.shape != (len(clip_ids), len(classes)):
         raise ValueError(f"proba has shape {proba.shape}, expected {(len(clip_ids), len(classes))}")
     df = pd.DataFrame({"clip_id": list(clip_ids), "split": list(splits), "label": list(labels),
-                       "pred": np.asarray(classes)[proba.argmax(axis=1)] if pred is None
-                       else list(pred)})
+                       "pred": np.asarray(classes)[proba.argmax(axis=1)]})
     for j, c in enumerate(classes):
-        df[PROB_PREFIX + c] = np.round(proba[:, j], 6)
+        df[PROB_PREFIX + c] = proba[:, j]
     return df
 
 
@@ -37,13 +36,40 @@ def classes_of(pred: pd.DataFrame) -> list[str]:
 
 
 def read_predictions(path) -> pd.DataFrame:
+    """A predictions table, checked once here: any fault is one line naming the file."""
     try:
-        df = pd.read_csv(path, dtype={"clip_id": str})
+        df = pd.read_csv(path, dtype={"clip_id": str, "split": str, "label": str, "pred": str})
     except FileNotFoundError:
         raise SerError(f"{path}: predictions table not found (run its training stage first)") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
+        raise SerError(f"{path}: not a predictions table ({str(err).splitlines()[0]})") from None
     missing = {"clip_id", "split", "label", "pred"} - set(df.columns)
     if missing or not classes_of(df):
         raise SerError(f"{path}: not a predictions table (missing {sorted(missing) or 'prob_ columns'})")
+    classes = classes_of(df)
+    dup = df["clip_id"].duplicated()
+    if dup.any():
+        raise SerError(f"{path}: clip {df.loc[dup, 'clip_id'].iloc[0]} appears twice")
+    for col in ("label", "pred"):
+        bad = ~df[col].isin(classes)
+        if bad.any():
+            raise SerError(f"{path}: row of clip {df.loc[bad, 'clip_id'].iloc[0]}: {col} "
+                           f"{df.loc[bad, col].iloc[0]!r} is not one of the table's classes")
+    bad = ~df["split"].isin(["val", "test"])
+    if bad.any():
+        raise SerError(f"{path}: row of clip {df.loc[bad, 'clip_id'].iloc[0]}: split "
+                       f"{df.loc[bad, 'split'].iloc[0]!r} (expected val or test)")
+    proba = df[[PROB_PREFIX + c for c in classes]].apply(pd.to_numeric, errors="coerce").to_numpy()
+    bad = ~(np.isfinite(proba).all(axis=1) & (proba >= 0).all(axis=1) & (proba <= 1).all(axis=1)
+            & (np.abs(proba.sum(axis=1) - 1) < 1e-3))
+    if bad.any():
+        raise SerError(f"{path}: row of clip {df.loc[bad, 'clip_id'].iloc[0]}: probabilities missing, "
+                       "out of [0, 1] or not summing to 1")
+    top = proba[np.arange(len(df)), [classes.index(c) for c in df["pred"]]]
+    bad = top < proba.max(axis=1)
+    if bad.any():
+        raise SerError(f"{path}: row of clip {df.loc[bad, 'clip_id'].iloc[0]}: pred is not the most "
+                       "probable class")
     return df
 
 

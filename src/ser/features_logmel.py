@@ -3,8 +3,9 @@
     python -m ser.features_logmel --corpus data/raw/ravdess \
         --manifest data/prepared/manifest.csv --out data/features/logmel
 
-Writes `logmel.npy` (rows x windows x mels x frames, memory-mappable) and `index.csv` (row,
-clip_id, split, label, copy; copy 0 is the clip itself, 1.. its noisy training copies).
+Writes `logmel.npy` and `index.csv` (format: ser.featurestore) for every clip of the manifest,
+each followed by its noisy copies: every clip trains in some fold, and a fold's training stage
+takes the copies of its own training clips only.
 As the reference: 16 kHz from 0.5 s, z-scored, padded or cut to 49,100 samples, STFT 512 with a
 256-sample Hamming window and hop 128, 128 mels up to 4 kHz, dB relative to the maximum, windows
 of 128 frames every 64.
@@ -13,20 +14,21 @@ of 128 frames every 64.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import zlib
 from pathlib import Path
 
 import librosa
 import numpy as np
-import pandas as pd
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from ser.audio import load
-from ser.errors import SerError, run_cli
+from ser.errors import run_cli
 from ser.io import atomic_dir
 from ser.params import FeaturesLogmel, load_params
+from ser.store import FEATURE_PARAMS, LOGMEL_ARRAY, LOGMEL_INDEX, logmel_index, read_manifest
 
 log = logging.getLogger("features_logmel")
 
@@ -83,50 +85,28 @@ def clip_features(path: Path, clip_id: str, copies: int, p: FeaturesLogmel) -> n
     return np.stack(out).astype(p.dtype)
 
 
-def build_index(manifest: pd.DataFrame, copies: int) -> pd.DataFrame:
-    """One row per array row: each clip, then its training copies right after it."""
-    recs = []
-    for r in manifest.itertuples(index=False):
-        n = 1 + (copies if r.split == "train" else 0)
-        recs += [(r.clip_id, r.split, r.label, c) for c in range(n)]
-    idx = pd.DataFrame(recs, columns=["clip_id", "split", "label", "copy"])
-    idx.insert(0, "row", np.arange(len(idx)))
-    return idx
-
-
-def load_logmel(folder: Path) -> tuple[np.ndarray, pd.DataFrame]:
-    """Memory-map the stage's array and read its index."""
-    try:
-        x = np.load(folder / "logmel.npy", mmap_mode="r")
-        index = pd.read_csv(folder / "index.csv", dtype={"clip_id": str})
-    except FileNotFoundError as err:
-        raise SerError(f"{err.filename}: not found (run the features_logmel stage first)") from None
-    if len(index) != x.shape[0] or not (index["row"].to_numpy() == np.arange(len(index))).all():
-        raise SerError(f"{folder}: index.csv does not match logmel.npy ({len(index)} vs {x.shape[0]} rows)")
-    return x, index
-
-
 def run(params_path: Path, corpus: Path, manifest_path: Path, out: Path) -> None:
     p = load_params(params_path).features_logmel
-    manifest = pd.read_csv(manifest_path, dtype={"clip_id": str})
-    index = build_index(manifest, p.augment_copies)
+    manifest = read_manifest(manifest_path)
+    index = logmel_index(list(manifest["clip_id"]), p.augment_copies)
     n_frames = 1 + p.n_samples // p.hop_length
     shape = (len(index), 1 + (n_frames - p.win_size) // p.win_step, p.n_mels, p.win_size)
     log.info("log-mel windows for %d clips (%d rows with augmentation) -> %s %s",
              len(manifest), len(index), shape, p.dtype)
     jobs = Parallel(n_jobs=p.n_jobs, return_as="generator")(
-        delayed(clip_features)(corpus / r.path, r.clip_id,
-                               p.augment_copies if r.split == "train" else 0, p)
+        delayed(clip_features)(corpus / r.path, r.clip_id, p.augment_copies, p)
         for r in manifest.itertuples(index=False))
     with atomic_dir(out) as tmp:
-        x = np.lib.format.open_memmap(tmp / "logmel.npy", mode="w+", dtype=p.dtype, shape=shape)
+        x = np.lib.format.open_memmap(tmp / LOGMEL_ARRAY, mode="w+", dtype=p.dtype, shape=shape)
         row = 0
         for feats in tqdm(jobs, total=len(manifest), desc="features_logmel", unit="clip"):
             x[row:row + len(feats)] = feats
             row += len(feats)
         x.flush()
         del x
-        index.to_csv(tmp / "index.csv", index=False)
+        index.to_csv(tmp / LOGMEL_INDEX, index=False)
+        (tmp / FEATURE_PARAMS).write_text(json.dumps(p.model_dump(exclude={"n_jobs"}), indent=2,
+                                                     sort_keys=True) + "\n")
     log.info("wrote %s", out)
 
 

@@ -27,6 +27,7 @@ from ser.audio import load
 from ser.errors import SerError, run_cli
 from ser.io import atomic_path
 from ser.params import FeaturesStats, load_params
+from ser.store import read_manifest
 
 log = logging.getLogger("features_stats")
 STATS = ("mean", "std", "median", "kurtosis", "skew", "p01", "p99", "min", "max", "range")
@@ -108,11 +109,12 @@ def _clip(path: Path, p: FeaturesStats) -> np.ndarray:
 
 def run(params_path: Path, corpus: Path, manifest_path: Path, out: Path) -> None:
     p = load_params(params_path).features_stats
-    manifest = pd.read_csv(manifest_path, dtype={"clip_id": str})
+    manifest = read_manifest(manifest_path)
     log.info("%d statistics for %d clips", len(columns(p)), len(manifest))
     rows = Parallel(n_jobs=p.n_jobs)(delayed(_clip)(corpus / path, p) for path in
                                      tqdm(manifest["path"], desc="features_stats", unit="clip"))
     df = pd.DataFrame(np.vstack(rows), columns=columns(p), index=manifest["clip_id"])
+    df.attrs["params"] = p.model_dump(exclude={"n_jobs"})  # a model file carries them
     with atomic_path(out) as tmp:
         df.to_parquet(tmp)
     log.info("wrote %s (%d x %d)", out, *df.shape)

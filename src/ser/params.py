@@ -6,11 +6,14 @@ A bad value fails at start with one line naming the key, e.g.
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from ser.errors import SerError
 
@@ -29,20 +32,23 @@ class _Section(BaseModel):
 
 
 class Download(_Section):
-    url: str = Field(pattern=r"^(https?|file)://")
-    md5: str = Field(pattern=r"^[0-9a-f]{32}$")
+    url: str
+    md5: str
     # sha256 of the lossless FLAC mirror (same samples, .flac names), also accepted as a local source.
-    flac_mirror_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    flac_mirror_sha256: str
     # Actors the corpus must hold (and that are extracted): "all" is 1..24.
-    actors: Literal["all"] | list[Annotated[int, Field(ge=1, le=24)]] = "all"
-    retries: Annotated[int, Field(ge=0, le=20)] = 5
-    timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    actors: Literal["all"] | list[int]
+    retries: Annotated[int, Field(ge=0, le=20)]
+    timeout_s: Annotated[float, Field(gt=0)]
 
-    @model_validator(mode="after")
-    def _actors_unique(self) -> "Download":
-        if self.actors != "all" and (not self.actors or len(set(self.actors)) != len(self.actors)):
-            raise ValueError("actors must be 'all' or a non-empty list of distinct actor numbers")
-        return self
+    @field_validator("actors", mode="before")
+    @classmethod
+    def _actors(cls, v: object) -> object:
+        ok = v == "all" or (isinstance(v, list) and v and len(set(map(repr, v))) == len(v)
+                            and all(type(a) is int and 1 <= a <= 24 for a in v))
+        if not ok:
+            raise ValueError("must be 'all' or a list of distinct actor numbers (actors run 1-24)")
+        return v
 
     def actor_ids(self) -> list[int]:
         return list(range(1, 25)) if self.actors == "all" else sorted(self.actors)
@@ -50,54 +56,81 @@ class Download(_Section):
 
 class Prepare(_Section):
     # "seven": calm relabelled neutral, the original neutral clips dropped (the reference protocol).
-    classes: Literal["seven", "eight"] = "seven"
-    split: Literal["random", "actor"] = "random"
-    seed: int = 42
-    test_size: Prob = 0.05  # random split: fractions of all clips
-    val_size: Prob = 0.15
-    actor_fold_size: Annotated[int, Field(ge=2)] = 4  # actor split: consecutive actors per fold
-    test_fold: Annotated[int, Field(ge=0)] = 0
-    val_fold: Annotated[int, Field(ge=0)] = 1
-    n_jobs: Jobs = -1
+    classes: Literal["seven", "eight"]
+    n_jobs: Jobs
+
+
+PROTOCOLS = ("random", "actor", "holdout")
+RUN_NAME = re.compile(r"^(random|actor|holdout)-(0|[1-9][0-9]*)$")
+
+
+def parse_run(name: str) -> tuple[str, int]:
+    """'random-3' -> ('random', 3)."""
+    m = RUN_NAME.match(name)
+    if not m:
+        raise ParamsError(f"not a run name: {name!r} (expected random-K, actor-K or holdout-0)")
+    return m.group(1), int(m.group(2))
+
+
+class Folds(_Section):
+    # The runs to train, each "<protocol>-<fold>": one DVC stage per model and run (dvc.yaml
+    # foreach). A protocol is listed whole, since the report pools every fold of it.
+    runs: list[Annotated[str, Field(pattern=RUN_NAME.pattern)]] = Field(min_length=1)
+    seed: int
+    test_size: Prob  # holdout: fractions of all clips; random folds keep its train : val ratio
+    val_size: Prob
+    actor_fold_size: Annotated[int, Field(ge=1)]  # actor folds: consecutive actors per fold
 
     @model_validator(mode="after")
-    def _parts(self) -> "Prepare":
+    def _parts(self) -> "Folds":
         if self.test_size + self.val_size >= 1:
             raise ValueError("test_size + val_size must be below 1")
-        if self.test_fold == self.val_fold:
-            raise ValueError("test_fold and val_fold must differ")
+        if len(set(self.runs)) != len(self.runs):
+            raise ValueError("runs must not repeat a run")
         return self
+
+    def folds_of(self, protocol: str) -> list[int]:
+        """The listed folds of one protocol, sorted (empty when it is not listed)."""
+        return sorted(k for prot, k in map(parse_run, self.runs) if prot == protocol)
+
+    def protocols(self) -> list[str]:
+        """The listed protocols, in PROTOCOLS' order."""
+        return [prot for prot in PROTOCOLS if self.folds_of(prot)]
+
+    def val_share(self) -> float:
+        """Validation clips as a share of the clips left once the test clips are out."""
+        return self.val_size / (1 - self.test_size)
 
 
 class FeaturesStats(_Section):
-    sample_rate: Annotated[int, Field(ge=8000)] = 48000
-    frame_s: Annotated[float, Field(gt=0, le=0.2)] = 0.025
-    hop_s: Annotated[float, Field(gt=0, le=0.2)] = 0.010
-    n_mfcc: Annotated[int, Field(ge=1, le=40)] = 12
-    n_mels: Annotated[int, Field(ge=8)] = 40  # mel bands the MFCCs are taken from
-    rolloff: Prob = 0.90
-    entropy_blocks: Annotated[int, Field(ge=2)] = 10
-    n_jobs: Jobs = -1
+    sample_rate: Annotated[int, Field(ge=8000)]
+    frame_s: Annotated[float, Field(gt=0, le=0.2)]
+    hop_s: Annotated[float, Field(gt=0, le=0.2)]
+    n_mfcc: Annotated[int, Field(ge=1, le=40)]
+    n_mels: Annotated[int, Field(ge=8)]  # mel bands the MFCCs are taken from
+    rolloff: Prob
+    entropy_blocks: Annotated[int, Field(ge=2)]
+    n_jobs: Jobs
 
 
 class FeaturesLogmel(_Section):
-    sample_rate: Annotated[int, Field(ge=8000)] = 16000
-    offset_s: Annotated[float, Field(ge=0)] = 0.5
-    n_samples: Annotated[int, Field(gt=0)] = 49100
-    n_fft: Annotated[int, Field(ge=16)] = 512
-    win_length: Annotated[int, Field(ge=16)] = 256
-    hop_length: Annotated[int, Field(ge=1)] = 128
-    window: str = "hamming"
-    n_mels: Annotated[int, Field(ge=8)] = 128
-    fmax: Annotated[float, Field(gt=0)] = 4000.0
-    win_size: Annotated[int, Field(ge=1)] = 128
-    win_step: Annotated[int, Field(ge=1)] = 64
-    augment_copies: Annotated[int, Field(ge=0, le=20)] = 2
-    snr_db_min: int = 15
-    snr_db_max: int = 29  # inclusive, as the reference's randint(15, 30)
-    seed: int = 42
-    dtype: Literal["float16", "float32"] = "float16"
-    n_jobs: Jobs = -1
+    sample_rate: Annotated[int, Field(ge=8000)]
+    offset_s: Annotated[float, Field(ge=0)]
+    n_samples: Annotated[int, Field(gt=0)]
+    n_fft: Annotated[int, Field(ge=16)]
+    win_length: Annotated[int, Field(ge=16)]
+    hop_length: Annotated[int, Field(ge=1)]
+    window: str
+    n_mels: Annotated[int, Field(ge=8)]
+    fmax: Annotated[float, Field(gt=0)]
+    win_size: Annotated[int, Field(ge=1)]
+    win_step: Annotated[int, Field(ge=1)]
+    augment_copies: Annotated[int, Field(ge=0, le=20)]
+    snr_db_min: int
+    snr_db_max: int  # inclusive, as the reference's randint(15, 30)
+    seed: int
+    dtype: Literal["float16", "float32"]
+    n_jobs: Jobs
 
     @model_validator(mode="after")
     def _consistent(self) -> "FeaturesLogmel":
@@ -114,43 +147,43 @@ class FeaturesLogmel(_Section):
 
 
 class TrainSvm(_Section):
-    p_value: Prob = 0.01
-    pca_components: Annotated[int, Field(ge=0)] = 140  # 0: no PCA
-    C: list[Annotated[float, Field(gt=0)]] = Field(default=[1, 2, 3, 5, 7, 10, 20, 50], min_length=1)
-    gamma: list[Annotated[float, Field(gt=0)]] = Field(default=[0.001, 0.005, 0.01], min_length=1)
-    cv_folds: Annotated[int, Field(ge=2)] = 5
-    seed: int = 42
-    n_jobs: Jobs = -1
+    p_value: Prob
+    pca_components: Annotated[int, Field(ge=0)]  # 0: no PCA
+    C: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)
+    gamma: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)
+    cv_folds: Annotated[int, Field(ge=2)]
+    seed: int
+    n_jobs: Jobs
 
 
 class TrainCnnLstm(_Section):
-    filters: list[Annotated[int, Field(ge=1)]] = Field(default=[64, 64, 128, 128], min_length=1)
-    pools: list[Annotated[int, Field(ge=1)]] = Field(default=[2, 4, 4, 4], min_length=1)
-    kernel: Annotated[int, Field(ge=1)] = 3
-    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
-    lstm_units: Annotated[int, Field(ge=1)] = 256
-    lstm_layers: Annotated[int, Field(ge=1)] = 1
-    lstm_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
-    lstm: Literal["keras", "torch"] = "keras"  # ser.model.KerasLSTM: the reference's gates
-    bn_momentum: Prob = 0.01  # PyTorch convention; Keras' momentum 0.99
-    bn_eps: Annotated[float, Field(gt=0)] = 1e-3
-    bn_recalibration_batches: Annotated[int, Field(ge=0)] = 8
-    lr: Annotated[float, Field(gt=0)] = 0.01
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.8
-    decay: Annotated[float, Field(ge=0)] = 1e-6  # Keras time decay per iteration
-    batch_size: Annotated[int, Field(ge=1)] = 64
-    epochs: Annotated[int, Field(ge=1)] = 100
-    patience: Annotated[int, Field(ge=1)] = 30
-    max_train_clips: Annotated[int, Field(ge=0)] = 0  # 0: all; else a fixed random subset
-    seed: int = 42
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    channels_last: bool = True
-    bf16: Literal["auto"] | bool = "auto"
-    compile: bool = False
-    fast_dropout: bool = True  # ser.model.FastDropout: same distribution, cheaper mask
-    pool_first: bool = True  # ser.model.BatchNormELUPool: same function, BN + ELU on pooled maps
-    reuse_memory: bool = True  # glibc keeps freed memory (ser.cpu): no page faults per step
-    threads: Annotated[int, Field(ge=0)] = 0  # 0: torch's default
+    filters: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
+    pools: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
+    kernel: Annotated[int, Field(ge=1)]
+    dropout: Annotated[float, Field(ge=0, lt=1)]
+    lstm_units: Annotated[int, Field(ge=1)]
+    lstm_layers: Annotated[int, Field(ge=1)]
+    lstm_dropout: Annotated[float, Field(ge=0, lt=1)]
+    lstm: Literal["keras", "torch"]  # ser.model.KerasLSTM: the reference's gates
+    bn_momentum: Prob  # PyTorch convention; Keras' momentum 0.99
+    bn_eps: Annotated[float, Field(gt=0)]
+    bn_recalibration_batches: Annotated[int, Field(ge=0)]
+    lr: Annotated[float, Field(gt=0)]
+    momentum: Annotated[float, Field(ge=0, lt=1)]
+    decay: Annotated[float, Field(ge=0)]  # Keras time decay per iteration
+    batch_size: Annotated[int, Field(ge=1)]
+    epochs: Annotated[int, Field(ge=1)]
+    patience: Annotated[int, Field(ge=1)]
+    max_train_clips: Annotated[int, Field(ge=0)]  # 0: all; else a fixed random subset
+    seed: int
+    device: Literal["auto", "cpu", "cuda"]
+    channels_last: bool
+    bf16: Literal["auto"] | bool
+    compile: bool
+    fast_dropout: bool  # ser.model.FastDropout: same distribution, cheaper mask
+    pool_first: bool  # ser.model.BatchNormELUPool: same function, BN + ELU on pooled maps
+    reuse_memory: bool  # glibc keeps freed memory (ser.cpu): no page faults per step
+    threads: Annotated[int, Field(ge=0)]  # 0: torch's default
 
     @model_validator(mode="after")
     def _blocks(self) -> "TrainCnnLstm":
@@ -160,19 +193,39 @@ class TrainCnnLstm(_Section):
 
 
 class Report(_Section):
-    bootstrap: Annotated[int, Field(ge=100)] = 2000
-    confidence: Prob = 0.95
-    seed: int = 42
+    bootstrap: Annotated[int, Field(ge=100)]
+    confidence: Prob
+    seed: int
 
 
 class Params(_Section):
     download: Download
-    prepare: Prepare = Prepare()
-    features_stats: FeaturesStats = FeaturesStats()
-    features_logmel: FeaturesLogmel = FeaturesLogmel()
-    train_svm: TrainSvm = TrainSvm()
-    train_cnn_lstm: TrainCnnLstm = TrainCnnLstm()
-    report: Report = Report()
+    prepare: Prepare
+    features_stats: FeaturesStats
+    features_logmel: FeaturesLogmel
+    folds: Folds
+    train_svm: TrainSvm
+    train_cnn_lstm: TrainCnnLstm
+    report: Report
+
+    @model_validator(mode="after")
+    def _runs(self) -> "Params":
+        f = self.folds
+        n_actor_folds = len(self.download.actor_ids()) // f.actor_fold_size
+        expected = {"random": None, "actor": n_actor_folds, "holdout": 1}
+        for prot in f.protocols():
+            folds, n = f.folds_of(prot), expected[prot]
+            n = len(folds) if n is None else n
+            want = [f"{prot}-{k}" for k in range(n)]
+            if prot == "random" and n < 2:
+                raise ValueError("runs: the random protocol needs at least random-0 and random-1")
+            if prot == "actor" and n < 3:
+                raise ValueError(f"runs: the actor protocol needs at least 3 folds (test, validation, "
+                                 f"training) but {len(self.download.actor_ids())} actors in folds of "
+                                 f"{f.actor_fold_size} make {n}")
+            if folds != list(range(n)):
+                raise ValueError(f"runs: list the {prot} protocol whole: {', '.join(want)}")
+        return self
 
 
 def _one_line(err: ValidationError, source: str) -> str:
@@ -192,12 +245,40 @@ def parse_params(data: object, source: str = "params.yaml") -> Params:
         raise ParamsError(_one_line(err, source)) from None
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading 1e-2 as a float (YAML 1.1 wants 1.0e-2; YAML 1.2 does not)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
 def load_params(path: str | Path = PARAMS_FILE) -> Params:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_Loader)
     except FileNotFoundError:
         raise ParamsError(f"{path}: not found (run from the repository root)") from None
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
     return parse_params(data, str(path))
+
+
+def main() -> None:
+    """Stage params: validate the whole of params.yaml before any other stage touches its outputs."""
+    import argparse
+
+    from ser.io import write_text
+    ap = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    ap.add_argument("--params", type=Path, default=PARAMS_FILE)
+    ap.add_argument("--out", type=Path, required=True, help="written, always the same, when valid")
+    a = ap.parse_args()
+    load_params(a.params)
+    write_text(a.out, "params.yaml is valid\n")
+    logging.getLogger("params").info("%s: valid", a.params)
+
+
+if __name__ == "__main__":
+    from ser.errors import run_cli
+    run_cli(main)

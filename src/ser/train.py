@@ -1,11 +1,14 @@
-"""Stage train_cnn_lstm: train the CNN-LSTM on log-mel windows, early-stop on validation.
+"""Stage train_cnn_lstm: train the CNN-LSTM of one run (protocol and fold), early-stop on validation.
 
-    python -m ser.train --features data/features/logmel --model data/models/cnn_lstm.pt \
-        --out reports/cnn_lstm --checkpoint data/checkpoints/cnn_lstm.ckpt
+    python -m ser.train --run random-0 --folds data/folds/random-0.csv \
+        --features data/features/logmel --model data/models/cnn_lstm/random-0.pt \
+        --out data/runs/cnn_lstm/random-0 --checkpoint data/checkpoints/cnn_lstm/random-0.ckpt
 
 A checkpoint after every epoch lets an interrupted run resume where it stopped and end with
 the same model as an uninterrupted one (per-epoch shuffles come from (seed, epoch); the torch
-RNG, optimiser and scheduler states travel in the checkpoint).
+RNG, optimiser and scheduler states travel in the checkpoint). A checkpoint is resumed only
+when it was written from the same params, features, fold and training code; a lock keeps a
+second trainer off the same checkpoint.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import fcntl
 import functools
 import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,12 +36,13 @@ from tqdm import tqdm
 
 from ser.cpu import reexec_with_reused_memory
 from ser.errors import SerError, run_cli
+import ser
 from ser.evaluate import predictions_frame, split_summaries
-from ser.features_logmel import load_logmel
+from ser.store import FEATURE_PARAMS, LOGMEL_ARRAY, LOGMEL_INDEX, load_logmel, read_fold
 from ser.io import atomic_path, write_json
 from ser.labels import class_names
 from ser.model import CNNLSTM, recalibrate_batchnorm
-from ser.params import TrainCnnLstm, load_params
+from ser.params import TrainCnnLstm, load_params, parse_run
 
 log = logging.getLogger("train_cnn_lstm")
 
@@ -104,13 +110,83 @@ def predict_logits(model: nn.Module, x: np.ndarray, rows: np.ndarray, batch_size
     return torch.cat(out) if out else torch.empty(0)
 
 
-def fingerprint(p: TrainCnnLstm, features: Path) -> str:
-    """What a checkpoint must match to be resumed: the params that shape learning and the data."""
+# The modules whose code decides what training learns: their source is part of the fingerprint.
+TRAINING_CODE = ("train", "model", "store")
+
+
+def code_version() -> str:
+    """The package version and a hash of the training code: saved in every model file."""
+    h = hashlib.sha256()
+    for name in TRAINING_CODE:
+        h.update((Path(ser.__file__).parent / f"{name}.py").read_bytes())
+    return f"ser {ser.__version__}, training code {h.hexdigest()[:12]}"
+
+
+def _file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fingerprint(p: TrainCnnLstm, features: Path, fold: Path) -> str:
+    """What a checkpoint must match to be resumed: the params that shape learning, the content
+    of every input (features, their index, the fold's table) and the training code."""
     h = hashlib.sha256(json.dumps(p.model_dump(exclude={"threads", "reuse_memory"}),
                                   sort_keys=True).encode())
-    h.update((features / "index.csv").read_bytes())
-    h.update(str((features / "logmel.npy").stat().st_size).encode())
+    for f in (features / LOGMEL_ARRAY, features / LOGMEL_INDEX, fold):
+        h.update(_file_hash(f).encode())
+    h.update(code_version().encode())
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def exclusive(checkpoint: Path) -> Iterator[None]:
+    """Hold `<checkpoint>.lock` while training: a second trainer on the same run stops at once.
+
+    The lock is the kernel's (flock), so it goes with its process, however that ends.
+    """
+    lock = checkpoint.with_name(checkpoint.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SerError(f"{checkpoint}: another trainer is running this run (it holds {lock}); "
+                           "stop it or wait for it") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def read_checkpoint(path: Path) -> dict | None:
+    """The checkpoint, or None when there is none; an unreadable one is set aside, said in one line."""
+    if not path.exists():
+        return None
+    try:
+        # on the CPU: RNG states must stay ByteTensors there; load_state_dict moves the rest
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(ck, dict) or "fingerprint" not in ck:
+            raise ValueError("not a checkpoint of this stage")
+        return ck
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing here
+        bad = path.with_name(path.name + ".bad")
+        os.replace(path, bad)
+        log.warning("%s: unreadable checkpoint (%s), moved to %s; starting fresh", path,
+                    str(err).splitlines()[0] if str(err) else type(err).__name__, bad)
+        return None
+
+
+def save_torch(obj: object, path: Path) -> None:
+    """torch.save, atomically, with the same bytes for the same object.
+
+    Saved under a path, torch names the archive's folder after the file, here a random temporary
+    name; saved to an open file it uses a fixed name.
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def build_model(p: TrainCnnLstm, n_classes: int) -> CNNLSTM:
@@ -141,11 +217,6 @@ class Fitted(NamedTuple):
     rows: dict[str, np.ndarray]
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
 def fit(p: TrainCnnLstm, x: np.ndarray, index: pd.DataFrame, classes: list[str], *,
         checkpoint: Path, live_dir: Path | None, fp: str) -> Fitted:
     """Train with early stopping; return the model at its best validation epoch and a summary."""
@@ -157,7 +228,7 @@ def fit(p: TrainCnnLstm, x: np.ndarray, index: pd.DataFrame, classes: list[str],
     if len(rows["train"]) == 0 or len(rows["val"]) == 0:
         raise SerError("train_cnn_lstm: the training or validation split is empty")
     label_of = {c: i for i, c in enumerate(classes)}
-    y_all = torch.tensor(index["label"].map(label_of).to_numpy(), dtype=torch.long)
+    y_all = torch.tensor(index["label"].map(label_of).fillna(-1).to_numpy(dtype=np.int64))
     raw = build_model(p, len(classes))
     model, autocast = prepare_model(raw, device=device, channels_last=p.channels_last,
                                     bf16=p.bf16, compile=p.compile)
@@ -167,9 +238,8 @@ def fit(p: TrainCnnLstm, x: np.ndarray, index: pd.DataFrame, classes: list[str],
 
     st = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "wait": 0, "best_state": None,
           "history": []}
-    if checkpoint.exists():
-        # on the CPU: RNG states must stay ByteTensors there; load_state_dict moves the rest
-        ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ck = read_checkpoint(checkpoint)
+    if ck is not None:
         if ck.get("fingerprint") == fp:
             raw.load_state_dict(ck["model"])
             opt.load_state_dict(ck["opt"])
@@ -180,7 +250,8 @@ def fit(p: TrainCnnLstm, x: np.ndarray, index: pd.DataFrame, classes: list[str],
             st = ck["state"]
             log.info("resuming from %s after epoch %d", checkpoint, st["epoch"])
         else:
-            log.info("ignoring %s: it belongs to other params or data", checkpoint)
+            log.info("starting fresh: %s was written from other params, features, fold or "
+                     "training code", checkpoint)
 
     live = None
     if live_dir is not None:
@@ -234,11 +305,11 @@ def fit(p: TrainCnnLstm, x: np.ndarray, index: pd.DataFrame, classes: list[str],
                  h["val_loss"], h["val_acc"], h["val_classes_predicted"], h["seconds"], t_train)
         if live is not None:
             _log_epoch(live, h)
-        _save_checkpoint(checkpoint, {"fingerprint": fp, "model": raw.state_dict(),
-                                      "opt": opt.state_dict(), "sched": sched.state_dict(),
-                                      "rng": torch.get_rng_state(),
-                                      "cuda_rng": torch.cuda.get_rng_state() if device == "cuda" else None,
-                                      "state": st})
+        save_torch({"fingerprint": fp, "model": raw.state_dict(),
+                    "opt": opt.state_dict(), "sched": sched.state_dict(),
+                    "rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state() if device == "cuda" else None,
+                    "state": st}, checkpoint)
     if live is not None:
         live.end()
     raw.load_state_dict(st["best_state"])
@@ -263,35 +334,49 @@ def _log_epoch(live, h: dict) -> None:
     live.next_step()
 
 
-def run(params_path: Path, features: Path, model_path: Path, out: Path, checkpoint: Path) -> dict:
+def fold_index(index: pd.DataFrame, fold: pd.DataFrame) -> pd.DataFrame:
+    """The feature index with each row's label and split in this fold."""
+    return index.merge(fold[["clip_id", "label", "split"]], on="clip_id", how="left",
+                       validate="many_to_one")
+
+
+def run(params_path: Path, run_name: str, fold_path: Path, features: Path, model_path: Path,
+        out: Path, checkpoint: Path) -> dict:
     params = load_params(params_path)
     p = params.train_cnn_lstm
+    protocol, k = parse_run(run_name)
     x, index = load_logmel(features)
-    classes = [c for c in class_names(params.prepare.classes) if c in set(index["label"])]
-    fp = fingerprint(p, features)
-    fitted = fit(p, x, index, classes, checkpoint=checkpoint, live_dir=out / "live", fp=fp)
-    raw, info, autocast, rows = fitted
-    device = info["device"]
-    parts = []
-    for split in ("val", "test"):
-        r = rows[split]
-        if len(r) == 0:
-            continue
-        proba = torch.softmax(predict_logits(raw, x, r, p.batch_size, autocast, device), 1).numpy()
-        sub = index.set_index("row").loc[r]
-        parts.append(predictions_frame(sub["clip_id"], [split] * len(r), sub["label"], proba, classes))
-    pred = pd.concat(parts, ignore_index=True)
-    with atomic_path(model_path) as tmp:
-        torch.save({"state_dict": raw.state_dict(), "classes": classes,
-                    "params": p.model_dump()}, tmp)
-    with atomic_path(out / "predictions.csv") as tmp:
-        pred.to_csv(tmp, index=False)
-    metrics = {**split_summaries(pred), **info}
-    write_json(out / "metrics.json", metrics)
-    checkpoint.unlink(missing_ok=True)
-    log.info("wrote %s: val acc %.3f, test acc %.3f (best epoch %d of %d)", out / "metrics.json",
-             metrics.get("val", {}).get("accuracy", float("nan")),
-             metrics.get("test", {}).get("accuracy", float("nan")),
+    fold = read_fold(fold_path)
+    missing = set(fold["clip_id"]) - set(index["clip_id"])
+    if missing:
+        raise SerError(f"{features}: no log-mel features for clip {sorted(missing)[0]} of {fold_path}")
+    index = fold_index(index, fold)
+    classes = [c for c in class_names(params.prepare.classes) if c in set(fold["label"])]
+    with exclusive(checkpoint):
+        fp = fingerprint(p, features, fold_path)
+        fitted = fit(p, x, index, classes, checkpoint=checkpoint, live_dir=out / "live", fp=fp)
+        raw, info, autocast, rows = fitted
+        device = info["device"]
+        parts = []
+        for split in ("val", "test"):
+            r = rows[split]
+            proba = torch.softmax(predict_logits(raw, x, r, p.batch_size, autocast, device), 1).numpy()
+            sub = index.set_index("row").loc[r]
+            parts.append(predictions_frame(sub["clip_id"], [split] * len(r), sub["label"], proba,
+                                           classes))
+        pred = pd.concat(parts, ignore_index=True)
+        features_meta = json.loads((features / FEATURE_PARAMS).read_text()) \
+            if (features / FEATURE_PARAMS).exists() else None
+        save_torch({"kind": "cnn_lstm", "state_dict": raw.state_dict(), "classes": classes,
+                    "params": p.model_dump(), "features": features_meta, "run": run_name,
+                    "protocol": protocol, "fold": k, "code": code_version()}, model_path)
+        with atomic_path(out / "predictions.csv") as tmp:
+            pred.to_csv(tmp, index=False)
+        metrics = {**split_summaries(pred), **info}
+        write_json(out / "metrics.json", metrics)
+        checkpoint.unlink(missing_ok=True)
+    log.info("%s: wrote %s, val acc %.3f, test acc %.3f (best epoch %d of %d)", run_name,
+             out / "metrics.json", metrics["val"]["accuracy"], metrics["test"]["accuracy"],
              info["best_epoch"], info["epochs_run"])
     return metrics
 
@@ -299,6 +384,8 @@ def run(params_path: Path, features: Path, model_path: Path, out: Path, checkpoi
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument("--run", required=True, help="the run, e.g. random-0 (protocol-fold)")
+    ap.add_argument("--folds", type=Path, required=True, help="the run's table of the folds stage")
     ap.add_argument("--features", type=Path, required=True, help="folder of the logmel stage")
     ap.add_argument("--model", type=Path, required=True, help="where to write the weights")
     ap.add_argument("--out", type=Path, required=True, help="folder for predictions, metrics, log")
@@ -306,7 +393,7 @@ def main() -> None:
     a = ap.parse_args()
     if load_params(a.params).train_cnn_lstm.reuse_memory:
         reexec_with_reused_memory("ser.train")
-    run(a.params, a.features, a.model, a.out, a.checkpoint)
+    run(a.params, a.run, a.folds, a.features, a.model, a.out, a.checkpoint)
 
 
 if __name__ == "__main__":
