@@ -18,7 +18,7 @@ import pandas as pd
 import yaml
 
 from ser import features_logmel, features_stats
-from ser.features_logmel import load_logmel
+from ser.store import load_logmel
 
 
 def main() -> None:

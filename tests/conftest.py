@@ -1,7 +1,20 @@
-"""Shared fixtures: small archives and corpora cut from the FLAC mirror in ../shared."""
+"""Shared fixtures: a generated RAVDESS-shaped archive (the suite needs no corpus), and the real
+corpus for the tests that need it, when it is there.
+
+The generated archive has the real naming scheme and layout (Actor_NN/03-01-EE-II-SS-RR-NN),
+every clip of each actor, and short synthetic voiced signals whose pitch, loudness and rhythm
+depend on the emotion and the speaker, so that the models have something to learn. It comes in
+FLAC (as the mirror) and WAV (as the original).
+
+Tests marked `real_corpus` use the RAVDESS speech archive: $RAVDESS_ARCHIVE, else the FLAC mirror
+at ../shared/data/ravdess-speech-flac.zip. Without it they are skipped, and the summary says how
+to enable them; with SER_REQUIRE_CORPUS=1 (CI) a missing corpus fails them instead.
+"""
 
 from __future__ import annotations
 
+import io
+import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -10,30 +23,52 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from ser.labels import expected_stems, parse_name
+
 ROOT = Path(__file__).resolve().parents[1]
 MIRROR = ROOT.parent / "shared" / "data" / "ravdess-speech-flac.zip"
+SR = 48000
+SECONDS = 1.6
+SMALL_ACTORS = [1, 2, 3, 4]
 
 
-def mirror() -> Path:
-    if not MIRROR.is_file():
-        pytest.fail(f"the FLAC mirror is missing: {MIRROR} (see README, 'Tests')")
-    return MIRROR
+def synthetic_clip(stem: str, sr: int = SR, seconds: float = SECONDS) -> np.ndarray:
+    """A voiced, syllable-like 16-bit signal: pitch, loudness and rhythm set by emotion and speaker."""
+    info = parse_name(stem)
+    code = int(stem.split("-")[2])
+    rng = np.random.default_rng([int(x) for x in stem.split("-")])
+    t = np.arange(int(sr * seconds)) / sr
+    f0 = (120 if info.gender == "male" else 210) + 18 * code + 3 * info.actor
+    f0 = f0 * (1 + 0.04 * np.sin(2 * np.pi * (0.7 + 0.1 * code) * t))
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    voice = sum(np.sin(k * phase) / k ** (1.0 + 0.1 * code) for k in range(1, 7))
+    syllables = 0.5 * (1 + np.sin(2 * np.pi * (2.5 + 0.4 * code) * t - np.pi / 2))
+    loud = 0.08 * (1 + 0.25 * code) * (1.3 if info.intensity == "strong" else 1.0)
+    y = loud * syllables * voice + 0.003 * rng.standard_normal(len(t))
+    return np.round(np.clip(y, -0.99, 0.99) * 32767).astype(np.int16)  # 16-bit, as RAVDESS
 
 
-def cut_archive(dest: Path, actors: list[int]) -> Path:
-    """A zip with only these actors' clips, same layout as the mirror."""
-    want = {f"Actor_{a:02d}/" for a in actors}
-    with zipfile.ZipFile(mirror()) as src, zipfile.ZipFile(dest, "w", zipfile.ZIP_STORED) as out:
-        for m in src.infolist():
-            if any(m.filename.startswith(w) for w in want) and not m.is_dir():
-                out.writestr(m.filename, src.read(m))
+def make_archive(dest: Path, actors: list[int], fmt: str = "flac") -> Path:
+    """A zip laid out as RAVDESS (Actor_NN/<stem>.<fmt>), every clip of these actors."""
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_STORED) as out:
+        for a in actors:
+            for stem in sorted(expected_stems(a)):
+                buf = io.BytesIO()
+                sf.write(buf, synthetic_clip(stem), SR, format=fmt.upper(), subtype="PCM_16")
+                out.writestr(f"Actor_{a:02d}/{stem}.{fmt}", buf.getvalue())
     return dest
 
 
 @pytest.fixture(scope="session")
 def small_archive(tmp_path_factory) -> Path:
-    """Actors 1-4 (2 men, 2 women): 240 clips."""
-    return cut_archive(tmp_path_factory.mktemp("archive") / "small.zip", [1, 2, 3, 4])
+    """Generated actors 1-4 (2 men, 2 women): 240 FLAC clips."""
+    return make_archive(tmp_path_factory.mktemp("archive") / "small.zip", SMALL_ACTORS)
+
+
+@pytest.fixture(scope="session")
+def small_wav_archive(tmp_path_factory) -> Path:
+    """The same clips as WAV, as in the original archive."""
+    return make_archive(tmp_path_factory.mktemp("archive_wav") / "small.zip", SMALL_ACTORS, "wav")
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +76,7 @@ def small_corpus(tmp_path_factory, small_archive) -> Path:
     """The small archive extracted and validated by the download stage's own code."""
     from ser.corpus import extract
     out = tmp_path_factory.mktemp("corpus") / "ravdess"
-    extract(small_archive, out, [1, 2, 3, 4])
+    extract(small_archive, out, SMALL_ACTORS)
     return out
 
 
@@ -51,6 +86,34 @@ def corpus_copy(tmp_path, small_corpus) -> Path:
     dst = tmp_path / "ravdess"
     shutil.copytree(small_corpus, dst)
     return dst
+
+
+def real_archive_path() -> Path | None:
+    env = os.environ.get("RAVDESS_ARCHIVE")
+    path = Path(env) if env else MIRROR
+    return path if path.is_file() else None
+
+
+@pytest.fixture(scope="session")
+def real_archive() -> Path:
+    """The RAVDESS speech archive (original or FLAC mirror), or a skip saying how to get one."""
+    path = real_archive_path()
+    if path is None:
+        msg = (f"needs the RAVDESS corpus: set RAVDESS_ARCHIVE=/path/to/archive.zip or put the FLAC "
+               f"mirror at {MIRROR}")
+        if os.environ.get("SER_REQUIRE_CORPUS") == "1":
+            pytest.fail(msg + " (SER_REQUIRE_CORPUS=1)")
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_small_corpus(tmp_path_factory, real_archive) -> Path:
+    """Real actors 1-4 extracted from the real archive."""
+    from ser.corpus import extract
+    out = tmp_path_factory.mktemp("real") / "ravdess"
+    extract(real_archive, out, SMALL_ACTORS)
+    return out
 
 
 @pytest.fixture
@@ -68,3 +131,11 @@ def write_wav(path: Path, y: np.ndarray, sr: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, y, sr)
     return path
+
+
+def section(name: str, **changes):
+    """One section of the repository's params.yaml, with some values changed (no defaults exist)."""
+    import yaml
+    from ser.params import Params
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())[name]
+    return Params.model_fields[name].annotation(**{**data, **changes})

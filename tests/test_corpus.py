@@ -1,6 +1,8 @@
 import hashlib
 import http.server
+import socket
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -22,6 +24,7 @@ def md5(path: Path) -> str:
 def write_params(tmp_path: Path, **download) -> Path:
     data = yaml.safe_load((ROOT / "params.yaml").read_text())
     data["download"].update(download)
+    data["folds"].update(runs=["random-0", "random-1"])  # the loader checks them against the actors
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -39,6 +42,9 @@ class Server:
                 pass
 
             def do_GET(self):
+                if not self.path.endswith(".zip"):
+                    self.send_error(404)
+                    return
                 start = 0
                 rng = self.headers.get("Range")
                 outer.ranges.append(rng)
@@ -96,9 +102,53 @@ def test_download_bad_checksum_removes_partial(tmp_path, server):
     assert not (tmp_path / "a.zip").exists() and not (tmp_path / "a.zip.part").exists()
 
 
-def test_download_gives_up_with_clear_error(tmp_path):
-    with pytest.raises(SerError, match="download failed after 2 attempts.*RAVDESS_ARCHIVE"):
-        download("http://127.0.0.1:9/x.zip", tmp_path / "x.zip", "0" * 32, retries=1, backoff=0.01)
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.mark.parametrize("url,what", [
+    (lambda: f"http://127.0.0.1:{_closed_port()}/x.zip", "connection refused"),
+    (lambda: "http://ravdess.invalid/x.zip", "cannot resolve the host name"),
+])
+def test_permanent_errors_fail_at_once(tmp_path, url, what):
+    t0 = time.monotonic()
+    with pytest.raises(SerError) as err:
+        download(url(), tmp_path / "x.zip", "0" * 32, retries=5, backoff=5)
+    assert time.monotonic() - t0 < 5  # no retry, no back-off
+    msg = str(err.value)
+    assert what in msg and "nothing was downloaded" in msg and "RAVDESS_ARCHIVE=" in msg
+    assert "resume" not in msg and "\n" not in msg
+
+
+def test_http_404_fails_at_once(tmp_path, server):
+    t0 = time.monotonic()
+    with pytest.raises(SerError, match=r"HTTP 404 .*nothing was downloaded.*RAVDESS_ARCHIVE"):
+        download(server.url.replace(".zip", ".nope"), tmp_path / "x.zip", "0" * 32, retries=5, backoff=5)
+    assert time.monotonic() - t0 < 5
+
+
+def test_a_server_that_never_answers_is_given_up_in_bounded_time(tmp_path):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # accepts connections, never answers
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/x.zip"
+    t0 = time.monotonic()
+    with pytest.raises(SerError, match="no answer in time; nothing was downloaded"):
+        download(url, tmp_path / "x.zip", "0" * 32, retries=20, timeout=0.3, stall_limit=1.5,
+                 backoff=0.2)
+    assert time.monotonic() - t0 < 4
+    listener.close()
+
+
+def test_a_cut_after_some_bytes_says_resume(tmp_path, server):
+    server.cut_next = True
+    with pytest.raises(SerError, match=r"after \d+\.\d MB; run again to resume"):
+        download(server.url, tmp_path / "x.zip", "0" * 32, retries=0)
+    assert (tmp_path / "x.zip.part").stat().st_size > 0
 
 
 def test_stage_downloads_from_url(tmp_path, server, small_archive, monkeypatch):
@@ -118,9 +168,8 @@ def test_checksums(tmp_path, small_archive):
         verify_archive(truncated, p)
 
 
-def test_mirror_checksum_is_accepted(params):
-    from conftest import mirror
-    assert verify_archive(mirror(), params.download) == "flac mirror"
+def test_real_archive_checksum_is_accepted(params, real_archive):
+    assert verify_archive(real_archive, params.download) in ("original", "flac mirror")
 
 
 def test_truncated_archive_is_one_clear_error(tmp_path, small_archive):
@@ -140,6 +189,13 @@ def test_local_archive_via_env(tmp_path, small_archive, monkeypatch):
     monkeypatch.setenv(corpus.ARCHIVE_ENV, str(tmp_path / "missing.zip"))
     with pytest.raises(SerError, match="RAVDESS_ARCHIVE=.*missing.zip: no such file"):
         corpus.run(params, tmp_path / "ravdess2", tmp_path / "downloads")
+    monkeypatch.setenv(corpus.ARCHIVE_ENV, str(tmp_path))
+    with pytest.raises(SerError, match="RAVDESS_ARCHIVE=.*: is a directory"):
+        corpus.run(params, tmp_path / "ravdess2", tmp_path / "downloads")
+    monkeypatch.setenv(corpus.ARCHIVE_ENV, "")
+    with pytest.raises(SerError, match="RAVDESS_ARCHIVE is set but empty"):
+        corpus.run(params, tmp_path / "ravdess2", tmp_path / "downloads")
+    assert not (tmp_path / "downloads").exists()  # no fall-back to the network
 
 
 def test_missing_actor(tmp_path, small_archive):

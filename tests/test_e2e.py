@@ -1,11 +1,16 @@
-"""The real `dvc repro` in a temporary copy of the repository, on a 4-actor archive."""
+"""The real `dvc repro` in a temporary copy of the repository, on a generated 4-actor archive:
+both protocols with tiny settings (random 2-fold CV, actor folds of one actor), then what a user
+does next: rerun, change params, experiments, a bad param, an interrupted run, and the
+several-machines flow through a DVC remote and its run cache."""
 
 import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -14,17 +19,17 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
+RUNS = ["random-0", "random-1", "actor-0", "actor-1", "actor-2", "actor-3"]
 
 
-def sh(*args, cwd, env):
+def sh(*args, cwd, env, ok=True):
     r = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    assert r.returncode == 0, f"{' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
-    return r.stdout + r.stderr
+    if ok:
+        assert r.returncode == 0, f"{' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r.stdout + r.stderr if ok else r
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory, small_archive):
-    d = tmp_path_factory.mktemp("repo")
+def make_repo(d: Path, archive: Path) -> dict:
     for name in ("src", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvc/config", ".dvcignore",
                  ".gitignore"):
         src = ROOT / name
@@ -34,14 +39,15 @@ def repo(tmp_path_factory, small_archive):
             (d / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, d / name)
     p = yaml.safe_load((d / "params.yaml").read_text())
-    p["download"].update(md5=hashlib.md5(small_archive.read_bytes()).hexdigest(), actors=[1, 2, 3, 4])
+    p["download"].update(md5=hashlib.md5(archive.read_bytes()).hexdigest(), actors=[1, 2, 3, 4])
     p["features_logmel"].update(augment_copies=1)
-    p["train_svm"].update(C=[1, 10], gamma=[0.005, 0.01], cv_folds=3)
-    p["train_cnn_lstm"].update(filters=[4, 4, 8, 8], lstm_units=16, epochs=2,
+    p["folds"].update(runs=RUNS, actor_fold_size=1)
+    p["train_svm"].update(C=[1, 10], gamma=[0.005, 0.01], cv_folds=2)
+    p["train_cnn_lstm"].update(filters=[4, 4, 8, 8], lstm_units=16, epochs=3,
                                bn_recalibration_batches=2)
     p["report"].update(bootstrap=200)
     (d / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-    env = dict(os.environ, RAVDESS_ARCHIVE=str(small_archive), DVC_NO_ANALYTICS="1",
+    env = dict(os.environ, RAVDESS_ARCHIVE=str(archive), DVC_NO_ANALYTICS="1",
                PYTHONPATH=str(d / "src"),
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     env.pop("MALLOC_MMAP_MAX_", None)
@@ -50,28 +56,49 @@ def repo(tmp_path_factory, small_archive):
     sh("git", "config", "user.name", "e2e", cwd=d, env=env)
     sh("git", "add", "-A", cwd=d, env=env)
     sh("git", "commit", "-qm", "init", cwd=d, env=env)
+    return env
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, small_archive):
+    d = tmp_path_factory.mktemp("repo")
+    env = make_repo(d, small_archive)
     log = sh("dvc", "repro", cwd=d, env=env)
+    sh("git", "add", "-A", cwd=d, env=env)
+    sh("git", "commit", "-qm", "results", cwd=d, env=env)
     return d, env, log
 
 
-def test_repro_runs_every_stage(repo):
+def test_repro_runs_every_stage_and_fold(repo):
     d, _, log = repo
-    for stage in ("download", "prepare", "features_stats", "features_logmel", "train_svm",
-                  "train_cnn_lstm", "report"):
+    stages = ["params", "download", "prepare", "folds", "features_stats", "features_logmel", "report"]
+    stages += [f"train_{m}@{r}" for m in ("svm", "cnn_lstm") for r in RUNS]
+    for stage in stages:
         assert f"Running stage '{stage}'" in log
     m = pd.read_csv(d / "data/prepared/manifest.csv")
-    assert len(m) == 224 and set(m["split"]) == {"train", "val", "test"}
+    assert len(m) == 224 and "split" not in m.columns
     assert pd.read_parquet(d / "data/features/stats.parquet").shape == (224, 200)
-    idx = pd.read_csv(d / "data/features/logmel/index.csv")
-    assert len(idx) == 224 + (m["split"] == "train").sum()
-    for model in ("svm", "cnn_lstm"):
-        metrics = json.loads((d / f"reports/{model}/metrics.json").read_text())
-        assert 0 <= metrics["test"]["accuracy"] <= 1
-        pred = pd.read_csv(d / f"reports/{model}/predictions.csv")
-        assert len(pred) == (m["split"] != "train").sum()
-    assert json.loads((d / "reports/cnn_lstm/metrics.json").read_text())["epochs_run"] == 2
-    assert "CNN-LSTM" in (d / "reports/report.md").read_text()
-    assert not (d / "data/checkpoints/cnn_lstm.ckpt").exists()  # removed once the stage is done
+    assert len(pd.read_csv(d / "data/features/logmel/index.csv")) == 224 * 2  # every clip, 1 copy
+    for r in RUNS:
+        for model in ("svm", "cnn_lstm"):
+            pred = pd.read_csv(d / f"data/runs/{model}/{r}/predictions.csv")
+            fold = pd.read_csv(d / f"data/folds/{r}.csv")
+            assert sorted(pred["clip_id"]) == sorted(fold.loc[fold["split"] != "train", "clip_id"])
+        assert json.loads((d / f"data/runs/cnn_lstm/{r}/metrics.json").read_text())["epochs_run"] == 3
+        assert not (d / f"data/checkpoints/cnn_lstm/{r}.ckpt").exists()
+    for prot in ("random", "actor"):  # every clip tested exactly once per protocol
+        pooled = pd.read_csv(d / f"reports/predictions/{prot}.csv")
+        assert sorted(pooled["clip_id"]) == sorted(m["clip_id"])
+    metrics = json.loads((d / "reports/metrics.json").read_text())
+    for key in ("random.svm.accuracy", "actor.cnn_lstm.accuracy_ci_low", "random.gap.accuracy_pp",
+                "actor.gap.mcnemar_p", "drop.svm.accuracy_pp_ci_high"):
+        assert key in metrics
+    folds = json.loads((d / "reports/metrics_folds.json").read_text())
+    assert {f"runs.{r}.gap.accuracy_pp" for r in RUNS} <= set(folds)
+    md = (d / "reports/report.md").read_text()
+    assert "CNN-LSTM" in md and "unseen speakers" in md and "95% CI" in md
+    for fig in ("accuracy", "actors", "forest_random", "forest_actor", "curves_random", "curves_actor"):
+        assert (d / f"reports/figures/{fig}.png").stat().st_size > 1000
 
 
 def test_second_repro_does_nothing(repo):
@@ -84,10 +111,14 @@ def test_second_repro_does_nothing(repo):
 def test_dvc_lists_metrics_and_plots(repo):
     d, env, _ = repo
     shown = sh("dvc", "metrics", "show", "--json", cwd=d, env=env)
-    assert "gap.test.accuracy_pp" in shown and "svm.test.accuracy" in shown
+    assert "random.gap.accuracy_pp" in shown and "runs.actor-3.svm.accuracy" in shown
     diff = sh("dvc", "metrics", "diff", "--all", cwd=d, env=env)
-    assert "gap.test.accuracy_pp" in diff
-    sh("dvc", "plots", "show", "--json", cwd=d, env=env)
+    assert "actor.gap.accuracy_pp" in diff and "runs.random-1.gap.accuracy_pp" in diff
+    r = sh("dvc", "plots", "show", "--json", cwd=d, env=env, ok=False)
+    assert r.returncode == 0, r.stderr
+    plots = json.loads(r.stdout)["data"]
+    assert "Confusion matrix, CNN-LSTM, unseen speakers (pooled)" in plots
+    assert {f"reports/plots/curves/{r}.csv" for r in RUNS} <= set(plots)
 
 
 def test_param_change_reruns_only_what_it_affects(repo):
@@ -96,15 +127,224 @@ def test_param_change_reruns_only_what_it_affects(repo):
     p["report"]["bootstrap"] = 300
     (d / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     status = sh("dvc", "status", cwd=d, env=env)
-    assert "report:" in status and "train_svm:" not in status and "train_cnn_lstm:" not in status
+    assert "report:" in status and "train_svm@" not in status and "train_cnn_lstm@" not in status
     assert "report.bootstrap" in sh("dvc", "params", "diff", cwd=d, env=env)
     sh("git", "checkout", "params.yaml", cwd=d, env=env)
 
 
-def test_exp_run_lists_the_gap_beside_params(repo):
+def test_a_new_protocol_reruns_nothing_already_trained(repo):
+    """Adding the holdout protocol recomputes no feature and retrains no existing fold."""
+    d, env, _ = repo
+    p = yaml.safe_load((d / "params.yaml").read_text())
+    p["folds"]["runs"] = RUNS + ["holdout-0"]
+    (d / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    out = sh("dvc", "repro", "folds", cwd=d, env=env)
+    assert "Running stage 'features_" not in out
+    status = sh("dvc", "status", cwd=d, env=env)
+    changed = {line.strip().rstrip(":") for line in status.splitlines()
+               if line and not line.startswith(("\t", " ")) and line.rstrip().endswith(":")}
+    assert changed == {"train_svm@holdout-0", "train_cnn_lstm@holdout-0", "report"}, status
+    sh("git", "checkout", "params.yaml", "dvc.lock", cwd=d, env=env)
+    sh("dvc", "checkout", cwd=d, env=env)
+    assert "up to date" in sh("dvc", "status", cwd=d, env=env)
+
+
+def test_exp_run_labels_intervals_with_their_confidence(repo):
     d, env, _ = repo
     out = sh("dvc", "exp", "run", "-S", "report.confidence=0.9", cwd=d, env=env)
-    assert "Running stage 'report'" in out and "Running stage 'train_cnn_lstm'" not in out
+    assert "Running stage 'report'" in out and "Running stage 'train_cnn_lstm" not in out
+    md = (d / "reports/report.md").read_text()
+    assert "90% CI" in md and "95%" not in md
     shown = sh("dvc", "exp", "show", "--no-pager", "--csv", cwd=d, env=env)
     header = shown.splitlines()[0]
-    assert "gap.test.accuracy_pp" in header and "report.confidence" in header
+    assert "random.gap.accuracy_pp" in header and "report.confidence" in header
+    sh("git", "checkout", "--", ".", cwd=d, env=env)
+    sh("dvc", "checkout", cwd=d, env=env)
+
+
+def test_bad_param_stops_before_any_output_is_touched(repo):
+    d, env, _ = repo
+    before = {p: p.read_bytes() for p in (d / "reports").rglob("*") if p.is_file()}
+    p = yaml.safe_load((d / "params.yaml").read_text())
+    p["train_cnn_lstm"]["epochs"] = 0
+    (d / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    r = sh("dvc", "repro", cwd=d, env=env, ok=False)
+    assert r.returncode != 0
+    assert "train_cnn_lstm.epochs: Input should be greater than or equal to 1" in r.stdout + r.stderr
+    assert "Running stage 'train_" not in r.stdout
+    after = {p: p.read_bytes() for p in (d / "reports").rglob("*") if p.is_file()}
+    assert after == before
+    assert all((d / f"data/models/cnn_lstm/{r}.pt").exists() for r in RUNS)
+    sh("git", "checkout", "params.yaml", cwd=d, env=env)
+
+
+def test_interrupted_repro_resumes_and_keeps_finished_folds(tmp_path, small_archive):
+    d = tmp_path / "repo"
+    d.mkdir()
+    env = make_repo(d, small_archive)
+    p = yaml.safe_load((d / "params.yaml").read_text())
+    p["train_cnn_lstm"]["epochs"] = 4
+    (d / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    sh("dvc", "repro", "train_cnn_lstm@random-0", cwd=d, env=env)  # one fold finished
+    proc = subprocess.Popen(["dvc", "repro"], cwd=d, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    ckpt = d / "data/checkpoints/cnn_lstm/random-1.ckpt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert ckpt.exists(), "training of random-1 never wrote its first checkpoint"
+    os.killpg(proc.pid, signal.SIGKILL)  # dvc and its trainer, as a closed terminal would
+    proc.wait()
+    out = sh("dvc", "repro", cwd=d, env=env)
+    assert "Running stage 'train_cnn_lstm@random-0'" not in out  # kept
+    assert "resuming from data/checkpoints/cnn_lstm/random-1.ckpt" in out
+    assert "up to date" in sh("dvc", "status", cwd=d, env=env)
+
+
+def test_folds_on_two_machines_through_a_remote(tmp_path, small_archive):
+    """Machine A trains the random folds, B the actor folds, each pushing to a shared remote with
+    the run cache; C pulls and builds the report without training anything."""
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    env = make_repo(origin, small_archive)
+    remote = tmp_path / "remote"
+    sh("dvc", "remote", "add", "-d", "shared", str(remote), cwd=origin, env=env)
+    sh("git", "commit", "-qam", "remote", cwd=origin, env=env)
+    clones = {}
+    for name in ("a", "b", "c"):
+        clones[name] = tmp_path / name
+        sh("git", "clone", "-q", str(origin), str(clones[name]), cwd=tmp_path, env=env)
+    env_for = {n: dict(env, PYTHONPATH=str(c / "src")) for n, c in clones.items()}
+    a, b, c = clones["a"], clones["b"], clones["c"]
+    sh("dvc", "repro", *[f"train_{m}@{r}" for m in ("svm", "cnn_lstm") for r in RUNS[:2]],
+       cwd=a, env=env_for["a"])
+    sh("dvc", "push", "--run-cache", cwd=a, env=env_for["a"])
+    sh("dvc", "pull", "--run-cache", cwd=b, env=env_for["b"], ok=False)  # A's upstream stages
+    out_b = sh("dvc", "repro", *[f"train_{m}@{r}" for m in ("svm", "cnn_lstm") for r in RUNS[2:]],
+               cwd=b, env=env_for["b"])
+    assert "Running stage 'features_logmel'" not in out_b  # restored from A's run cache
+    sh("dvc", "push", "--run-cache", cwd=b, env=env_for["b"])
+    sh("dvc", "pull", "--run-cache", cwd=c, env=env_for["c"], ok=False)
+    out_c = sh("dvc", "repro", cwd=c, env=env_for["c"])
+    assert "Running stage 'train_" not in out_c and "Running stage 'report'" in out_c
+    assert "is cached - skipping run" in out_c
+    assert (c / "reports/report.md").exists()
+    for r in RUNS:
+        pa = (a if r in RUNS[:2] else b) / f"data/runs/cnn_lstm/{r}/predictions.csv"
+        assert (c / f"data/runs/cnn_lstm/{r}/predictions.csv").read_bytes() == pa.read_bytes()
+
+
+# ---------------------------------------------------------------- ser predict, on the models above
+
+def predict(d, env, *args, ok=True):
+    r = subprocess.run([sys.executable, "-m", "ser.predict", "predict", *map(str, args)], cwd=d,
+                       env=env, capture_output=True, text=True)
+    if ok:
+        assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def test_predict_gives_the_pipelines_probabilities(repo):
+    """No drift: a test clip through `ser predict` with its fold's model gives what the pipeline
+    wrote for it, for both models."""
+    d, env, _ = repo
+    fold = pd.read_csv(d / "data/folds/actor-0.csv")
+    manifest = pd.read_csv(d / "data/prepared/manifest.csv").set_index("clip_id")
+    clips = fold.loc[fold["split"] == "test", "clip_id"].iloc[[0, 17, 40]].tolist()
+    files = [d / "data/raw/ravdess" / manifest.loc[c, "path"] for c in clips]
+    out = json.loads(predict(d, env, *files, "--protocol", "actor", "--fold", "0", "--json", "-").stdout)
+    assert out["models"]["svm"]["runs"] == ["actor-0"] == out["models"]["cnn_lstm"]["runs"]
+    for model, where in (("svm", "whole"), ("cnn_lstm", "first segment")):
+        table = pd.read_csv(d / f"data/runs/{model}/actor-0/predictions.csv").set_index("clip_id")
+        for clip, got in zip(clips, out["files"]):
+            entry = got["whole"][model] if where == "whole" else got["segments"][0][model]
+            want = table.loc[clip]
+            for c, v in entry["probs"].items():
+                assert v == pytest.approx(want[f"prob_{c}"], abs=6e-4), (model, clip, c)
+            assert entry["top"] == want["pred"]
+
+
+@pytest.fixture(scope="module")
+def audio(tmp_path_factory):
+    """Generated recordings: good ones of every kind, and broken ones."""
+    import numpy as np
+    import soundfile as sf
+    from conftest import synthetic_clip
+    d = tmp_path_factory.mktemp("audio")
+    rng = np.random.default_rng(0)
+    t = np.arange(int(16000 * 4)) / 16000
+    sf.write(d / "tone.wav", 0.3 * np.sin(2 * np.pi * 220 * t), 16000)
+    sf.write(d / "noise.flac", 0.1 * rng.standard_normal(48000 * 4), 48000)
+    voice = synthetic_clip("03-01-05-02-01-01-02", 44100, 5.0) / 32768
+    sf.write(d / "stereo44k.wav", np.stack([voice, 0.5 * voice], 1), 44100)
+    sf.write(d / "long70s.ogg", np.tile(voice, 14), 44100)  # 70 s, Ogg Vorbis
+    sf.write(d / "voice.mp3", voice, 44100)
+    sf.write(d / "short1s.wav", voice[:44100], 44100)
+    bad = d / "bad"
+    bad.mkdir()
+    sf.write(bad / "silence.wav", np.zeros(16000 * 3), 16000)
+    (bad / "notes.wav").write_text("not audio, just text renamed .wav\n")
+    sf.write(bad / "cut.wav", voice, 44100)
+    data = (bad / "cut.wav").read_bytes()
+    (bad / "cut.wav").write_bytes(data[: len(data) // 2])
+    return d
+
+
+def test_predict_any_audio(repo, audio, tmp_path):
+    d, env, _ = repo
+    r = predict(d, env, *sorted(audio.glob("*.*")), "--csv", tmp_path / "out.csv", "--json",
+                tmp_path / "out.json", "--plot", tmp_path / "plots")
+    doc = json.loads((tmp_path / "out.json").read_text())
+    files = {Path(f["file"]).name: f for f in doc["files"]}
+    assert set(files) == {"tone.wav", "noise.flac", "stereo44k.wav", "long70s.ogg", "voice.mp3",
+                          "short1s.wav"}
+    classes = doc["models"]["cnn_lstm"]["classes"]
+    for f in files.values():
+        for model in ("svm", "cnn_lstm"):
+            for entry in [f["whole"][model]] + [s[model] for s in f["segments"]]:
+                assert entry["top"] == max(entry["probs"], key=entry["probs"].get)  # top = argmax
+                assert sum(entry["probs"].values()) == pytest.approx(1, abs=2e-3)
+                assert list(entry["probs"]) == classes
+    # 70 s: full 3.07 s windows every 3 s from 0.5 s, the last one ending with the recording
+    long = files["long70s.ogg"]
+    assert long["duration_s"] == pytest.approx(70.0, abs=0.01)
+    starts = [s["start_s"] for s in long["segments"]]
+    assert starts[:3] == [0.5, 3.5, 6.5] and len(starts) == 24
+    assert long["segments"][-1]["end_s"] == pytest.approx(70.0, abs=0.01)
+    assert not any(s["short"] for s in long["segments"])
+    assert files["short1s.wav"]["segments"][0]["short"] and "warning" in files["short1s.wav"]
+    table = pd.read_csv(tmp_path / "out.csv")
+    assert list(table.columns[:8]) == ["file", "model", "segment", "start_s", "end_s", "short",
+                                       "top", "prob"]
+    assert len(table) == 2 * sum(1 + len(f["segments"]) for f in files.values())
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(
+        Path(n).stem + ".png" for n in files)
+    assert "whole recording, CNN-LSTM" in r.stdout
+
+
+def test_predict_bad_files_fail_alone(repo, audio):
+    d, env, _ = repo
+    r = predict(d, env, audio / "bad", audio / "tone.wav", ok=False)
+    assert r.returncode == 1
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 3 and len(r.stderr.splitlines()) == len(errors) + 2  # + the 2 model lines
+    assert any("silence.wav: silent" in e for e in errors)
+    assert any("notes.wav: cannot decode audio" in e for e in errors)
+    assert any("cut.wav" in e and ("truncated" in e or "cannot decode" in e) for e in errors)
+    assert "tone.wav" in r.stdout  # the good file is still done
+
+
+def test_predict_without_models_or_with_other_features(repo, audio, tmp_path):
+    d, env, _ = repo
+    r = predict(d, env, audio / "tone.wav", "--models", tmp_path / "none", ok=False)
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+        f"error: no trained SVM models for protocol actor or random or holdout in "
+        f"{tmp_path / 'none' / 'svm'}: run `dvc repro` (its train_svm@<protocol>-<fold> stages "
+        "write them)"]
+    p = yaml.safe_load((d / "params.yaml").read_text())
+    p["features_logmel"]["n_mels"] = 64
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    r = predict(d, env, audio / "tone.wav", "--model", "cnn_lstm", "--params", tmp_path / "params.yaml",
+                ok=False)
+    assert r.returncode == 1
+    assert "trained on features_logmel.n_mels = 128, but params.yaml now says 64" in r.stderr

@@ -2,15 +2,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import tone
-from ser.features_logmel import (add_noise, build_index, clip_features, logmel_windows,
-                                 prepare_signal)
+from conftest import section, tone
+from ser.features_logmel import (add_noise, clip_features, logmel_windows, prepare_signal,
+                                 recording_windows, segment_bounds)
 from ser.features_stats import STATS, clip_stats, columns, feature_names, frame_features
-from ser.params import FeaturesLogmel, FeaturesStats
+from ser.store import load_logmel, logmel_index
 
 
 def test_stats_columns():
-    p = FeaturesStats()
+    p = section("features_stats")
     cols = columns(p)
     assert len(feature_names(p)) == 20 and len(cols) == 200 and len(set(cols)) == 200
     assert "mfcc_03_p99" in cols and "spectral_flux_kurtosis" in cols
@@ -18,7 +18,7 @@ def test_stats_columns():
 
 
 def test_pure_tone_centroid_and_zcr():
-    p = FeaturesStats()
+    p = section("features_stats")
     sr = 48000
     f = frame_features(tone(1000, sr, 1.0), sr, p)
     names = feature_names(p)
@@ -31,7 +31,7 @@ def test_pure_tone_centroid_and_zcr():
 
 
 def test_silence_gives_finite_features():
-    p = FeaturesStats()
+    p = section("features_stats")
     v = clip_stats(np.zeros(48000, dtype=np.float32), 48000, p)
     assert np.isfinite(v).all()
     stats = dict(zip(columns(p), v))
@@ -39,7 +39,6 @@ def test_silence_gives_finite_features():
 
 
 def test_stats_summarise_known_values():
-    p = FeaturesStats()
     # a ramp 0..1 in energy per frame is not easy to make; check the summary function directly
     from ser.features_stats import summarise
     x = np.arange(101, dtype=float)[None, :]
@@ -50,7 +49,7 @@ def test_stats_summarise_known_values():
 
 
 def test_signal_prep_pads_and_cuts():
-    p = FeaturesLogmel()
+    p = section("features_logmel")
     short = prepare_signal(np.ones(1000) + np.arange(1000), p)
     assert short.shape == (49100,) and (short[1000:] == 0).all()
     assert short[:1000].mean() == pytest.approx(0, abs=1e-9) and short[:1000].std() == pytest.approx(1)
@@ -58,7 +57,7 @@ def test_signal_prep_pads_and_cuts():
 
 
 def test_window_count_for_known_length():
-    p = FeaturesLogmel()
+    p = section("features_logmel")
     w = logmel_windows(prepare_signal(tone(440, 16000, 2.0).astype(float), p), p)
     # 49,100 samples, hop 128, centred STFT: 384 frames; windows of 128 every 64: 5
     assert w.shape == (5, 128, 128)
@@ -75,7 +74,7 @@ def test_noise_at_requested_snr():
 
 
 def test_augmentation_deterministic_and_per_clip(small_corpus):
-    p = FeaturesLogmel()
+    p = section("features_logmel")
     path = small_corpus / "Actor_01" / "03-01-05-01-01-01-01.flac"
     a = clip_features(path, "03-01-05-01-01-01-01", 2, p)
     b = clip_features(path, "03-01-05-01-01-01-01", 2, p)
@@ -87,20 +86,18 @@ def test_augmentation_deterministic_and_per_clip(small_corpus):
 
 
 def test_float16_loses_nothing_that_matters(small_corpus):
-    p32 = FeaturesLogmel(dtype="float32")
+    p32 = section("features_logmel", dtype="float32")
     path = small_corpus / "Actor_02" / "03-01-06-02-01-01-02.flac"
     x32 = clip_features(path, "c", 0, p32)
     err = np.abs(x32.astype(np.float16).astype(np.float32) - x32).max()
     assert err < 0.04  # dB, on a range of 80 dB
 
 
-def test_index_puts_copies_after_each_training_clip():
-    m = pd.DataFrame({"clip_id": ["a", "b", "c"], "split": ["train", "val", "train"],
-                      "label": ["sad", "happy", "angry"]})
-    idx = build_index(m, 2)
-    assert idx["clip_id"].tolist() == ["a", "a", "a", "b", "c", "c", "c"]
-    assert idx["copy"].tolist() == [0, 1, 2, 0, 0, 1, 2]
-    assert idx["row"].tolist() == list(range(7))
+def test_index_puts_copies_after_each_clip():
+    idx = logmel_index(["a", "b", "c"], 2)
+    assert idx["clip_id"].tolist() == ["a", "a", "a", "b", "b", "b", "c", "c", "c"]
+    assert idx["copy"].tolist() == [0, 1, 2] * 3
+    assert idx["row"].tolist() == list(range(9))
 
 
 @pytest.mark.parametrize("stage", ["features_stats", "features_logmel"])
@@ -110,7 +107,6 @@ def test_same_output_whatever_n_jobs(tmp_path, small_corpus, stage):
     from ser.prepare import scan
     mod = importlib.import_module(f"ser.{stage}")
     m = scan(small_corpus, "seven", n_jobs=1).iloc[::40].copy()  # 6 clips
-    m["split"] = ["train", "val", "train", "test", "train", "val"][: len(m)]
     m.to_csv(tmp_path / "m.csv", index=False)
     outs = []
     for jobs in (1, 2):
@@ -124,6 +120,31 @@ def test_same_output_whatever_n_jobs(tmp_path, small_corpus, stage):
         a, b = (pd.read_parquet(o) for o in outs)
         pd.testing.assert_frame_equal(a, b)
     else:
-        from ser.features_logmel import load_logmel
         (xa, ia), (xb, ib) = (load_logmel(o) for o in outs)
-        assert np.array_equal(xa, xb) and ia.equals(ib) and len(ia) == 6 + 3 * 2
+        assert np.array_equal(xa, xb) and ia.equals(ib) and len(ia) == 6 * 3  # 2 copies each
+        assert (outs[0] / "params.json").read_text() == (outs[1] / "params.json").read_text()
+
+
+def test_recording_windows_start_with_the_stages_features(small_corpus):
+    """`ser predict`'s path: the first segment of a clip is the stage's features of that clip."""
+    from ser.audio import at_rate, decode, load
+    p = section("features_logmel")
+    path = small_corpus / "Actor_03" / "03-01-07-02-02-01-03.flac"
+    stage = clip_features(path, "03-01-07-02-02-01-03", 0, p)[0]
+    y, sr = decode(path)
+    assert np.array_equal(at_rate(y, sr, p.sample_rate, p.offset_s), load(path, p.sample_rate, p.offset_s))
+    (start, end, first), = recording_windows(at_rate(y, sr, p.sample_rate, p.offset_s), p, 48000)
+    assert start == 0 and np.array_equal(first, stage)
+
+
+def test_segments_cover_a_long_recording_with_full_windows():
+    p = section("features_logmel")  # windows of 49,100 samples
+    n = p.n_samples
+    assert segment_bounds(1000, p, 48000) == [(0, 1000)]  # shorter than a window: one, padded
+    assert segment_bounds(n, p, 48000) == [(0, n)]
+    bounds = segment_bounds(10 * 16000, p, 48000)  # 10 s: 0, 3, 6 s, then one ending at 10 s
+    assert bounds == [(0, n), (48000, 48000 + n), (96000, 96000 + n), (160000 - n, 160000)]
+    y = np.random.default_rng(0).normal(size=10 * 16000).astype(np.float32)
+    segs = recording_windows(y, p, 48000)
+    assert [(s, e) for s, e, _ in segs] == bounds
+    assert all(w.shape == (5, 128, 128) and w.dtype == np.float16 for _, _, w in segs)

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from ser.model import (LFLB, CNNLSTM, BatchNormELUPool, FastDropout, KerasLSTM,
                        recalibrate_batchnorm)
-from ser.params import TrainCnnLstm
+from conftest import section
 from ser.train import fit, make_step, prepare_model
 
 TINY = dict(filters=[4, 4, 8, 8], lstm_units=16)
@@ -223,7 +223,7 @@ def _params(**kw):
     base = dict(TINY, batch_size=8, epochs=4, patience=10, bn_recalibration_batches=2, lr=0.05,
                 seed=3)
     base.update(kw)
-    return TrainCnnLstm(**base)
+    return section("train_cnn_lstm", **base)
 
 
 def _state(model):

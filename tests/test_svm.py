@@ -5,11 +5,13 @@ import yaml
 from sklearn.datasets import make_classification
 
 from ser import svm
-from ser.params import TrainSvm
+from conftest import section
+from ser.errors import SerError
+from ser.evaluate import read_predictions
 
 
 def test_pipeline_steps_and_grid_from_params():
-    p = TrainSvm(C=[1, 3], gamma=[0.01], cv_folds=3, pca_components=5, n_jobs=1)
+    p = section("train_svm", C=[1, 3], gamma=[0.01], cv_folds=3, pca_components=5, n_jobs=1)
     X, y = make_classification(n_samples=120, n_features=30, n_informative=8, n_classes=3,
                                random_state=0)
     model, search = svm.fit(X, y, p)
@@ -21,7 +23,7 @@ def test_pipeline_steps_and_grid_from_params():
 
 
 def test_pca_is_capped_at_what_selection_leaves():
-    p = TrainSvm(C=[1], gamma=[0.01], cv_folds=2, pca_components=140, p_value=0.01, n_jobs=1)
+    p = section("train_svm", C=[1], gamma=[0.01], cv_folds=2, pca_components=140, p_value=0.01, n_jobs=1)
     X, y = make_classification(n_samples=80, n_features=20, n_informative=5, random_state=1)
     model, _ = svm.fit(X, y, p)
     pipe = svm.fitted_pipeline(model)
@@ -33,27 +35,35 @@ def test_pca_is_capped_at_what_selection_leaves():
 def _write_inputs(tmp_path, n=150, seed=0):
     rng = np.random.default_rng(seed)
     labels = np.array(["sad", "happy", "angry"])[rng.integers(0, 3, n)]
-    split = np.array(["train"] * 100 + ["val"] * 30 + ["test"] * 20)
+    split = np.array(["train"] * 100 + ["val"] * 30 + ["test"] * (n - 130))
     feats = rng.normal(size=(n, 12)) + (labels == "sad")[:, None] * 1.5
     ids = [f"c{i:03d}" for i in range(n)]
-    pd.DataFrame({"clip_id": ids, "split": split, "label": labels}).to_csv(tmp_path / "m.csv", index=False)
+    pd.DataFrame({"clip_id": ids, "actor": np.arange(n) % 10 + 1, "label": labels,
+                  "split": split}).to_csv(tmp_path / "fold.csv", index=False)
     df = pd.DataFrame(feats, index=pd.Index(ids, name="clip_id"), columns=[f"f{i}" for i in range(12)])
     return df, split
+
+
+def _params(tmp_path, **svm_params):
+    data = yaml.safe_load(open("params.yaml"))
+    data["train_svm"].update(C=[1], gamma=[0.01], cv_folds=3, pca_components=4, n_jobs=1, **svm_params)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
+    return tmp_path / "params.yaml"
 
 
 def test_no_leakage_fitted_on_training_rows_only(tmp_path):
     df, split = _write_inputs(tmp_path)
     df.iloc[100:] += 1000.0  # validation and test clips far away: any leak moves the scaler
     df.to_parquet(tmp_path / "f.parquet")
-    data = yaml.safe_load(open("params.yaml"))
-    data["train_svm"].update(C=[1], gamma=[0.01], cv_folds=3, pca_components=4, n_jobs=1)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
-    svm.run(tmp_path / "params.yaml", tmp_path / "f.parquet", tmp_path / "m.csv",
+    svm.run(_params(tmp_path), "random-0", tmp_path / "fold.csv", tmp_path / "f.parquet",
             tmp_path / "svm.joblib", tmp_path / "out")
     import joblib
-    pipe = svm.fitted_pipeline(joblib.load(tmp_path / "svm.joblib"))
+    saved = joblib.load(tmp_path / "svm.joblib")
+    assert saved["run"] == "random-0" and saved["protocol"] == "random" and saved["fold"] == 0
+    assert saved["classes"] == ["happy", "sad", "angry"]  # the protocol's order
+    pipe = svm.fitted_pipeline(saved["model"])
     assert np.allclose(pipe.named_steps["scale"].mean_, df.iloc[:100].mean().to_numpy())
-    pred = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    pred = read_predictions(tmp_path / "out" / "predictions.csv")  # checked: pred is the argmax
     assert list(pred.columns[:4]) == ["clip_id", "split", "label", "pred"]
     assert sorted(c for c in pred.columns if c.startswith("prob_")) == ["prob_angry", "prob_happy", "prob_sad"]
     assert set(pred["split"]) == {"val", "test"} and len(pred) == 50
@@ -63,9 +73,50 @@ def test_no_leakage_fitted_on_training_rows_only(tmp_path):
     assert m["train_clips"] == 100
 
 
+def test_pred_is_the_most_probable_class(tmp_path):
+    """The SVC's own decision and the calibrated probabilities disagree on some clips; the table
+    says the probabilities' top class, so a reader of either finds the same answer."""
+    df, _ = _write_inputs(tmp_path, n=400, seed=3)
+    df.to_parquet(tmp_path / "f.parquet")
+    svm.run(_params(tmp_path), "random-0", tmp_path / "fold.csv", tmp_path / "f.parquet",
+            tmp_path / "svm.joblib", tmp_path / "out")
+    pred = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    probs = pred[[c for c in pred.columns if c.startswith("prob_")]]
+    assert (probs.idxmax(axis=1).str.removeprefix("prob_") == pred["pred"]).all()
+
+
+def test_inner_cv_is_grouped_by_actor_under_the_actor_protocol():
+    p = section("train_svm", cv_folds=4)
+    y = np.array(["a", "b"] * 40)
+    actors = np.repeat(np.arange(1, 9), 10)
+    for train, val in svm.inner_folds(y, actors, p):
+        assert not set(actors[train]) & set(actors[val])  # no speaker on both sides
+    mixed = [set(actors[t]) & set(actors[v]) for t, v in svm.inner_folds(y, None, p)]
+    assert any(mixed)  # without groups, speakers are shared (what the actor protocol forbids)
+    with pytest.raises(SerError, match="cv_folds is 10 but the training clips have only 8 actors"):
+        svm.inner_folds(y, actors, section("train_svm", cv_folds=10))
+
+
+def test_model_file_loads_in_any_program(tmp_path):
+    """Run as `python -m ser.svm`, the stage must not pickle classes as __main__.X."""
+    import subprocess
+    import sys
+    df, _ = _write_inputs(tmp_path)
+    df.to_parquet(tmp_path / "f.parquet")
+    r = subprocess.run([sys.executable, "-m", "ser.svm", "--params", str(_params(tmp_path)),
+                        "--run", "actor-0", "--folds", str(tmp_path / "fold.csv"),
+                        "--features", str(tmp_path / "f.parquet"), "--model",
+                        str(tmp_path / "svm.joblib"), "--out", str(tmp_path / "out")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    code = f"import joblib; m = joblib.load({str(tmp_path / 'svm.joblib')!r}); print(m['protocol'])"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.strip() == "actor", r.stderr
+
+
 def test_missing_features_for_a_clip(tmp_path):
     df, _ = _write_inputs(tmp_path)
     df.iloc[:-1].to_parquet(tmp_path / "f.parquet")
-    from ser.errors import SerError
-    with pytest.raises(SerError, match="no features for clip c149"):
-        svm.load_split_features(tmp_path / "f.parquet", tmp_path / "m.csv")
+    with pytest.raises(SerError, match="no statistics for clip c149"):
+        svm.run(_params(tmp_path), "random-0", tmp_path / "fold.csv", tmp_path / "f.parquet",
+                tmp_path / "svm.joblib", tmp_path / "out")

@@ -12,8 +12,20 @@ import soundfile as sf
 from ser.errors import SerError
 
 
+SILENCE = 1e-3  # peak amplitude (-60 dBFS) below which a recording is silent
+
+
+def _exists(path: str | Path) -> None:
+    p = Path(path)
+    if not p.exists():
+        raise SerError(f"{path}: no such file")
+    if p.is_dir():
+        raise SerError(f"{path}: is a directory, not an audio file")
+
+
 def load(path: str | Path, sr: int | None, offset: float = 0.0) -> np.ndarray:
     """Mono float32 samples at `sr` (None: the file's own rate), from `offset` seconds on."""
+    _exists(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -25,8 +37,34 @@ def load(path: str | Path, sr: int | None, offset: float = 0.0) -> np.ndarray:
     return y
 
 
+def decode(path: str | Path) -> tuple[np.ndarray, int]:
+    """The whole file once, mono float32 at its own rate (WAV, FLAC, OGG, MP3: what libsndfile
+    reads), for callers that need it at several rates: `at_rate` then gives exactly what `load`
+    gives (the same offset rounding, downmix and resampler)."""
+    _exists(path)
+    try:
+        declared = sf.info(path).frames
+        y, sr = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, EOFError, ValueError) as err:
+        raise SerError(f"{path}: cannot decode audio ({str(err).splitlines()[0]})") from None
+    if y.shape[0] == 0 or not np.isfinite(y).all():
+        raise SerError(f"{path}: no usable samples (empty, truncated or corrupt)")
+    if 0 < declared < 2**62 and y.shape[0] < declared:  # MP3s may declare no length
+        raise SerError(f"{path}: truncated ({y.shape[0]} of {declared} samples decode)")
+    if np.abs(y).max() < SILENCE:
+        raise SerError(f"{path}: silent (peak below -60 dBFS): nothing to recognise")
+    return (y[:, 0] if y.shape[1] == 1 else librosa.to_mono(y.T)), int(sr)
+
+
+def at_rate(y: np.ndarray, sr: int, target: int, offset: float = 0.0) -> np.ndarray:
+    """Decoded samples from `offset` seconds on, resampled to `target` as `load` does."""
+    y = y[int(offset * sr):]
+    return y if target == sr else librosa.resample(y, orig_sr=sr, target_sr=target, res_type="soxr_hq")
+
+
 def probe(path: str | Path) -> tuple[float, int]:
     """Decode the whole file once (so a truncated one fails here) and return (seconds, rate)."""
+    _exists(path)
     try:
         declared = sf.info(path).frames
         y, sr = sf.read(path, dtype="float32", always_2d=True)

@@ -16,6 +16,7 @@ import hashlib
 import http.client
 import logging
 import os
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -55,26 +56,56 @@ def verify_archive(path: Path, p: Download) -> str:
                    f"or the FLAC mirror's sha256 {p.flac_mirror_sha256} (truncated or wrong file?)")
 
 
+def _classify(err: BaseException) -> tuple[bool, str]:
+    """(permanent: retrying cannot mend it, what happened in a few words)."""
+    if isinstance(err, urllib.error.HTTPError):
+        return err.code < 500 and err.code not in (408, 429), f"HTTP {err.code} {err.reason}"
+    reason = err.reason if isinstance(err, urllib.error.URLError) else err
+    if isinstance(reason, socket.gaierror):
+        return True, "cannot resolve the host name (offline, or no DNS?)"
+    if isinstance(reason, ConnectionRefusedError):
+        return True, "connection refused"
+    if isinstance(reason, (TimeoutError, socket.timeout)):
+        return False, "no answer in time"
+    return False, str(reason) or type(reason).__name__
+
+
 def download(url: str, dest: Path, md5: str, *, retries: int = 5, timeout: float = 60.0,
-             backoff: float = 2.0) -> Path:
-    """Download `url` to `dest`, resuming a partial `dest.part`; verify md5 before renaming."""
+             stall_limit: float = 120.0, backoff: float = 2.0) -> Path:
+    """Download `url` to `dest`, resuming a partial `dest.part`; verify md5 before renaming.
+
+    A permanent error fails at once. A transient one is retried with back-off, at most `retries`
+    times, and never longer than `stall_limit` seconds without a byte arriving.
+    """
     if dest.exists() and file_hashes(dest)[0] == md5:
         log.info("%s already downloaded and verified", dest)
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
+    had = part.stat().st_size if part.exists() else 0
+    last_progress = time.monotonic()
     for attempt in range(retries + 1):
+        size = part.stat().st_size if part.exists() else 0
         try:
             _fetch(url, part, timeout)
             break
         except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
-            if isinstance(err, urllib.error.HTTPError) and err.code in (403, 404, 410):
-                raise SerError(f"{url}: HTTP {err.code} {err.reason}") from None
-            if attempt == retries:
-                raise SerError(f"{url}: download failed after {retries + 1} attempts ({err}); "
-                               f"run again to resume, or set {ARCHIVE_ENV} to a local copy") from None
+            permanent, what = _classify(err)
+            now_size = part.stat().st_size if part.exists() else 0
+            if now_size > size:
+                last_progress = time.monotonic()
             wait = backoff * 2 ** attempt
-            log.warning("download interrupted (%s); retrying in %.0f s", err, wait)
+            stalled = time.monotonic() - last_progress + wait > stall_limit
+            if permanent or attempt == retries or stalled:
+                got = now_size - had
+                if now_size == 0:
+                    raise SerError(f"{url}: {what}; nothing was downloaded. Set {ARCHIVE_ENV}="
+                                   "/path/to/archive.zip to use a local copy") from None
+                raise SerError(f"{url}: {what} after {now_size / 1e6:.1f} MB"
+                               + (f" ({got / 1e6:.1f} MB this run)" if had else "")
+                               + f"; run again to resume, or set {ARCHIVE_ENV}=/path/to/archive.zip "
+                               "to use a local copy") from None
+            log.warning("download: %s; retrying in %.0f s", what, wait)
             time.sleep(wait)
     got = file_hashes(part)[0]
     if got != md5:
@@ -168,14 +199,19 @@ def validate_corpus(root: Path, actors: list[int]) -> None:
 def run(params_path: Path, out: Path, downloads: Path) -> None:
     p = load_params(params_path).download
     local = os.environ.get(ARCHIVE_ENV)
-    if local:
+    if local is not None:
+        if not local.strip():
+            raise SerError(f"{ARCHIVE_ENV} is set but empty: unset it to download from {p.url}, "
+                           "or give the archive's path")
         archive = Path(local).expanduser()
+        if archive.is_dir():
+            raise SerError(f"{ARCHIVE_ENV}={local}: is a directory; give the archive (.zip) itself")
         if not archive.is_file():
             raise SerError(f"{ARCHIVE_ENV}={local}: no such file")
         log.info("using local archive %s (%s)", archive, verify_archive(archive, p))
     else:
         archive = download(p.url, downloads / PurePosixPath(p.url).name, p.md5,
-                           retries=p.retries, timeout=p.timeout_s)
+                           retries=p.retries, timeout=p.timeout_s, stall_limit=p.stall_limit_s)
     n = extract(archive, out, p.actor_ids())
     log.info("extracted and validated %d clips of %d actors into %s", n, len(p.actor_ids()), out)
 

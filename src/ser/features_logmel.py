@@ -33,14 +33,22 @@ from ser.store import FEATURE_PARAMS, LOGMEL_ARRAY, LOGMEL_INDEX, logmel_index, 
 log = logging.getLogger("features_logmel")
 
 
-def prepare_signal(y: np.ndarray, p: FeaturesLogmel) -> np.ndarray:
-    """Z-score, then zero-pad or cut to n_samples (the reference's fixed length)."""
+def zscore(y: np.ndarray) -> np.ndarray:
     std = y.std()
-    y = (y - y.mean()) / (std if std > 0 else 1.0)
+    return (y - y.mean()) / (std if std > 0 else 1.0)
+
+
+def fit_window(y: np.ndarray, p: FeaturesLogmel) -> np.ndarray:
+    """Zero-pad or cut to n_samples (the reference's fixed length)."""
     out = np.zeros(p.n_samples, dtype=np.float64)
     n = min(len(y), p.n_samples)
     out[:n] = y[:n]
     return out
+
+
+def prepare_signal(y: np.ndarray, p: FeaturesLogmel) -> np.ndarray:
+    """Z-score the clip, then zero-pad or cut it to n_samples."""
+    return fit_window(zscore(y), p)
 
 
 def add_noise(y: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
@@ -67,6 +75,29 @@ def windows(image: np.ndarray, size: int, step: int) -> np.ndarray:
 def logmel_windows(y: np.ndarray, p: FeaturesLogmel) -> np.ndarray:
     """The CNN-LSTM's input for one prepared waveform: used by the stage and by prediction."""
     return windows(logmel(y, p), p.win_size, p.win_step)
+
+
+def recording_windows(y: np.ndarray, p: FeaturesLogmel, hop: int) -> list[tuple[int, int, np.ndarray]]:
+    """A recording of any length (samples at p.sample_rate from p.offset_s) as the CNN-LSTM sees
+    it: z-scored as a whole, as the stage does a clip, then cut into segments of n_samples every
+    `hop` samples, each fitted to the window and turned into log-mel windows in p.dtype.
+
+    Returns (start, end, windows) per segment, start and end in samples of `y`. For a clip no
+    longer than the window the one segment is exactly the stage's features of that clip.
+    """
+    z = zscore(y)
+    return [(s, e, logmel_windows(fit_window(z[s:e], p), p).astype(p.dtype))
+            for s, e in segment_bounds(len(z), p, hop)]
+
+
+def segment_bounds(length: int, p: FeaturesLogmel, hop: int) -> list[tuple[int, int]]:
+    """(start, end) of each segment of a recording of `length` samples: full windows of
+    n_samples every `hop`, and, for a tail they leave out, one more full window ending with the
+    recording. Only a recording shorter than the window has a shorter (zero-padded) segment."""
+    starts = list(range(0, max(length - p.n_samples, 0) + 1, hop))
+    if starts[-1] + p.n_samples < length:
+        starts.append(length - p.n_samples)
+    return [(s, min(s + p.n_samples, length)) for s in starts]
 
 
 def clip_rng(seed: int, clip_id: str) -> np.random.Generator:

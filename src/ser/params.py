@@ -32,14 +32,15 @@ class _Section(BaseModel):
 
 
 class Download(_Section):
-    url: str
-    md5: str
+    url: str = Field(pattern=r"^(https?|file)://")
+    md5: str = Field(pattern=r"^[0-9a-f]{32}$")
     # sha256 of the lossless FLAC mirror (same samples, .flac names), also accepted as a local source.
-    flac_mirror_sha256: str
+    flac_mirror_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     # Actors the corpus must hold (and that are extracted): "all" is 1..24.
     actors: Literal["all"] | list[int]
     retries: Annotated[int, Field(ge=0, le=20)]
-    timeout_s: Annotated[float, Field(gt=0)]
+    timeout_s: Annotated[float, Field(gt=0)]  # for one connection or read
+    stall_limit_s: Annotated[float, Field(gt=0)]  # give up after this long without a byte
 
     @field_validator("actors", mode="before")
     @classmethod
@@ -192,6 +193,11 @@ class TrainCnnLstm(_Section):
         return self
 
 
+class PredictParams(_Section):
+    hop_s: Annotated[float, Field(gt=0)]  # seconds between the starts of a recording's segments
+    reliable_min_s: Annotated[float, Field(ge=0)]  # a segment with less audio is flagged short
+
+
 class Report(_Section):
     bootstrap: Annotated[int, Field(ge=100)]
     confidence: Prob
@@ -207,6 +213,7 @@ class Params(_Section):
     train_svm: TrainSvm
     train_cnn_lstm: TrainCnnLstm
     report: Report
+    predict: PredictParams
 
     @model_validator(mode="after")
     def _runs(self) -> "Params":
@@ -218,13 +225,13 @@ class Params(_Section):
             n = len(folds) if n is None else n
             want = [f"{prot}-{k}" for k in range(n)]
             if prot == "random" and n < 2:
-                raise ValueError("runs: the random protocol needs at least random-0 and random-1")
+                raise ValueError("folds.runs: the random protocol needs at least random-0 and random-1")
             if prot == "actor" and n < 3:
-                raise ValueError(f"runs: the actor protocol needs at least 3 folds (test, validation, "
+                raise ValueError(f"folds.runs: the actor protocol needs at least 3 folds (test, validation, "
                                  f"training) but {len(self.download.actor_ids())} actors in folds of "
                                  f"{f.actor_fold_size} make {n}")
             if folds != list(range(n)):
-                raise ValueError(f"runs: list the {prot} protocol whole: {', '.join(want)}")
+                raise ValueError(f"folds.runs: list the {prot} protocol whole: {', '.join(want)}")
         return self
 
 
@@ -233,7 +240,7 @@ def _one_line(err: ValidationError, source: str) -> str:
     key = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-after"))
     msg = e["msg"].removeprefix("Value error, ")
     got = "" if e["type"] == "missing" or isinstance(e["input"], dict) else f", got {e['input']!r}"
-    return f"{source}: {key}: {msg}{got}"
+    return f"{source}: {key}: {msg}{got}" if key else f"{source}: {msg}"
 
 
 def parse_params(data: object, source: str = "params.yaml") -> Params:

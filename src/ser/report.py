@@ -1,177 +1,89 @@
-"""Stage report: the accuracy gap between the CNN-LSTM and the SVM, with its uncertainty.
+"""Stage report: the accuracy gap between the CNN-LSTM and the SVM, pooled over folds, with its
+uncertainty, under every protocol run.
 
-    python -m ser.report --svm reports/svm/predictions.csv \
-        --cnn reports/cnn_lstm/predictions.csv --curves reports/cnn_lstm/live/plots/metrics \
-        --manifest data/prepared/manifest.csv --out reports
+    python -m ser.report --runs data/runs --manifest data/prepared/manifest.csv --out reports
 
-Everything is computed from the two predictions tables: per-model metrics with bootstrap
-confidence intervals (scipy.stats.bootstrap, resampling clips), the gap with a paired bootstrap
-(the same resampled clips for both models) and McNemar's exact test on the discordant clips.
-Writes report.md, report.html (pictures embedded), metrics.json, figures/ and plots/ (DVC).
+Reads each run's predictions tables (data/runs/<model>/<run>/predictions.csv), pools the test
+clips of every fold of a protocol (under cross-validation each clip is tested exactly once), and
+computes (ser.stats) each model's metrics with bootstrap intervals, the paired gap and McNemar's
+exact test, per fold and pooled, and each model's drop from the random to the actor protocol.
+Clips are resampled for the random and holdout protocols; actors (cluster bootstrap) under the
+actor protocol and for the drop, since clips of one speaker are not independent.
+
+Writes report.md, report.html (pictures embedded), metrics.json (the headline: pooled per
+protocol and model, the gaps, the drops), metrics_folds.json (per fold), figures/, plots/ (for
+`dvc plots`) and predictions/<protocol>.csv (both models' pooled predictions, clip by clip).
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import html
+import json
 import logging
 import subprocess
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from scipy.stats import binomtest, bootstrap  # noqa: E402
-from sklearn.metrics import (accuracy_score, balanced_accuracy_score,  # noqa: E402
-                             confusion_matrix, f1_score, precision_recall_fscore_support)
-
-from ser.errors import SerError, run_cli  # noqa: E402
-from ser.evaluate import classes_of, read_predictions  # noqa: E402
-from ser.io import atomic_path, write_json, write_text  # noqa: E402
-from ser.params import Params, load_params  # noqa: E402
+from ser import figures, stats
+from ser.errors import SerError, run_cli
+from ser.evaluate import PROB_PREFIX, classes_of, read_predictions
+from ser.io import atomic_path, write_json, write_text
+from ser.params import Params, load_params
+from ser.render import to_html, to_markdown
+from ser.stats import SUMMARY, Interval
+from ser.store import read_manifest
 
 log = logging.getLogger("report")
-MODELS = {"svm": "SVM", "cnn_lstm": "CNN-LSTM"}
+MODELS = figures.MODELS
 # train_cnn_lstm params the protocol section quotes; dvc.yaml's report stage declares each
 QUOTED_TRAINING_PARAMS = ("lstm", "epochs", "patience", "batch_size", "lr", "momentum", "decay",
                           "bf16", "channels_last")
-# The reference method's published figures (R. Lederman; maelfabien/Multimodal-Emotion-Recognition).
+# The reference method's published figures (R. Lederman; maelfabien/Multimodal-Emotion-Recognition),
+# from its single random 80/15/5 split.
 REFERENCE = {"cnn_lstm.val.accuracy": 0.74, "cnn_lstm.test.accuracy": 0.72, "gap.accuracy_pp": 10.0}
-SUMMARY = ("accuracy", "balanced_accuracy", "macro_f1")
+UNIT = {"random": "clips", "holdout": "clips", "actor": "actors"}
 
 
-@dataclass(frozen=True)
-class Interval:
-    value: float
-    low: float
-    high: float
-
-    def fmt(self, scale: float = 100.0, digits: int = 1) -> str:
-        return (f"{self.value * scale:.{digits}f} "
-                f"[{self.low * scale:.{digits}f}, {self.high * scale:.{digits}f}]")
-
-
-def _boot(data: tuple[np.ndarray, ...], statistic, n: int, confidence: float, seed: int):
-    """Percentile bootstrap over clips (paired: one resample of rows serves every array)."""
-    res = bootstrap(data, statistic, paired=True, vectorized=False, n_resamples=n,
-                    confidence_level=confidence, method="percentile",
-                    rng=np.random.default_rng(seed))
-    return np.atleast_1d(statistic(*data)), np.atleast_1d(res.confidence_interval.low), \
-        np.atleast_1d(res.confidence_interval.high)
+def protocol_label(prot: str, n_folds: int, params: Params) -> str:
+    if prot == "random":
+        return f"random {n_folds}-fold cross-validation (the reference's protocol: speakers shared)"
+    if prot == "actor":
+        size = params.folds.actor_fold_size
+        return (f"unseen speakers: {n_folds} folds of {size} actor{'s' if size > 1 else ''} "
+                "(speaker-independent)")
+    return "the reference's single random 80/15/5 split"
 
 
-def model_metrics(y: np.ndarray, pred: np.ndarray, classes: list[str], n: int,
-                  confidence: float, seed: int) -> dict[str, Interval]:
-    """Accuracy, balanced accuracy, macro-F1 and per-class P/R/F1, each with its CI."""
-    codes = {c: i for i, c in enumerate(classes)}
-    yi, pi = np.array([codes[v] for v in y]), np.array([codes[v] for v in pred])
-    labels = list(range(len(classes)))
-
-    def stat(a, b):
-        p, r, f, _ = precision_recall_fscore_support(a, b, labels=labels, zero_division=0)
-        return np.concatenate([[accuracy_score(a, b), balanced_accuracy_score(a, b),
-                                f1_score(a, b, labels=labels, average="macro", zero_division=0)],
-                               p, r, f])
-
-    with warnings.catch_warnings():  # classes missing from a resample: sklearn warns, scores 0
-        warnings.simplefilter("ignore")
-        value, low, high = _boot((yi, pi), stat, n, confidence, seed)
-    names = list(SUMMARY) + [f"{m}.{c}" for m in ("precision", "recall", "f1") for c in classes]
-    return {k: Interval(*map(float, v)) for k, v in zip(names, zip(value, low, high))}
+def short_label(prot: str) -> str:
+    return {"random": "random CV", "actor": "unseen speakers", "holdout": "single split"}[prot]
 
 
-def gap_metrics(y: np.ndarray, pred_svm: np.ndarray, pred_cnn: np.ndarray, n: int,
-                confidence: float, seed: int) -> dict[str, object]:
-    """CNN-LSTM minus SVM in points, paired bootstrap CIs, and McNemar's exact test."""
-    def stat(a, s, c):
-        return np.array([accuracy_score(a, c) - accuracy_score(a, s),
-                         balanced_accuracy_score(a, c) - balanced_accuracy_score(a, s)]) * 100
+# ---------------------------------------------------------------- reading
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        value, low, high = _boot((y, pred_svm, pred_cnn), stat, n, confidence, seed)
-    svm_ok, cnn_ok = pred_svm == y, pred_cnn == y
-    only_cnn, only_svm = int((cnn_ok & ~svm_ok).sum()), int((svm_ok & ~cnn_ok).sum())
-    p = binomtest(only_cnn, only_cnn + only_svm, 0.5).pvalue if only_cnn + only_svm else 1.0
-    return {"accuracy_pp": Interval(*map(float, (value[0], low[0], high[0]))),
-            "balanced_accuracy_pp": Interval(*map(float, (value[1], low[1], high[1]))),
-            "only_cnn_lstm_right": only_cnn, "only_svm_right": only_svm, "mcnemar_p": float(p),
-            "n": len(y)}
-
-
-def paired(svm: pd.DataFrame, cnn: pd.DataFrame, split: str) -> pd.DataFrame:
-    """The clips of `split` both models predicted, aligned by clip id."""
-    a = svm[svm["split"] == split].set_index("clip_id")
-    b = cnn[cnn["split"] == split].set_index("clip_id")
-    if set(a.index) != set(b.index):
-        raise SerError(f"the two predictions tables hold different {split} clips "
-                       f"({len(a)} vs {len(b)}): were they trained on the same split?")
+def read_run(runs: Path, run: str) -> tuple[pd.DataFrame, list[str], dict]:
+    """One run's test and validation clips, both models side by side, and the CNN-LSTM's metrics."""
+    svm = read_predictions(runs / "svm" / run / "predictions.csv")
+    cnn = read_predictions(runs / "cnn_lstm" / run / "predictions.csv")
+    classes = classes_of(svm)
+    if classes_of(cnn) != classes:
+        raise SerError(f"{run}: the SVM and the CNN-LSTM predictions have different classes "
+                       f"({classes} vs {classes_of(cnn)})")
+    a, b = svm.set_index("clip_id"), cnn.set_index("clip_id")
+    if set(a.index) != set(b.index) or not (a["split"] == b.loc[a.index, "split"]).all():
+        raise SerError(f"{run}: the two models' predictions hold different clips "
+                       f"({len(a)} vs {len(b)}): were they trained on the same folds?")
     if not (a["label"] == b.loc[a.index, "label"]).all():
-        raise SerError(f"the two predictions tables disagree on the true labels of {split} clips")
-    return pd.DataFrame({"label": a["label"], "svm": a["pred"], "cnn_lstm": b.loc[a.index, "pred"]})
-
-
-# ---------------------------------------------------------------- pictures
-
-def fig_confusions(tables: dict[str, pd.DataFrame], classes: list[str], path: Path, split: str) -> None:
-    fig, axes = plt.subplots(1, len(tables), figsize=(6.2 * len(tables), 5.6))
-    for ax, (key, t) in zip(np.atleast_1d(axes), tables.items()):
-        cm = confusion_matrix(t["label"], t[key], labels=classes)
-        norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-        for i in range(len(classes)):
-            for j in range(len(classes)):
-                ax.text(j, i, f"{norm[i, j]:.2f}\n({cm[i, j]})", ha="center", va="center",
-                        fontsize=8, color="white" if norm[i, j] > 0.55 else "black")
-        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-        ax.set_yticks(range(len(classes)), classes)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        acc = np.mean(t["label"] == t[key])
-        ax.set_title(f"{MODELS[key]} ({split}, {len(t)} clips, acc {acc:.1%})")
-    fig.suptitle("Confusion matrices, row-normalised (counts in brackets)")
-    _save(fig, path)
-
-
-def fig_per_class_f1(metrics: dict[str, dict[str, Interval]], classes: list[str], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(10, 4.8))
-    x = np.arange(len(classes))
-    for k, (key, m) in enumerate(metrics.items()):
-        vals = [m[f"f1.{c}"] for c in classes]
-        v = np.array([i.value for i in vals])
-        err = np.array([[i.value - i.low for i in vals], [i.high - i.value for i in vals]])
-        ax.bar(x + (k - 0.5) * 0.38, v, 0.38, yerr=err, capsize=3, label=MODELS[key])
-    ax.set_xticks(x, classes)
-    ax.set_ylim(0, 1.18)
-    ax.set_ylabel("F1 (test)")
-    ax.set_title("Per-class F1 on the test clips, with 95% bootstrap intervals")
-    ax.legend(loc="upper center", ncol=2)
-    ax.grid(axis="y", alpha=0.3)
-    _save(fig, path)
-
-
-def fig_accuracy(metrics: dict[str, dict[str, dict[str, Interval]]], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(8, 4.2))
-    rows = [(f"{MODELS[m]} {s}", metrics[m][s]["accuracy"]) for m in MODELS for s in ("val", "test")
-            if s in metrics[m]]
-    for y, (name, i) in enumerate(rows):
-        ax.errorbar(i.value * 100, y, xerr=[[100 * (i.value - i.low)], [100 * (i.high - i.value)]],
-                    fmt="o", capsize=4, color="C0" if name.startswith("SVM") else "C1")
-    ax.axvline(72, ls="--", color="grey", lw=1)
-    ax.set_ylim(-0.8, len(rows) - 0.5)
-    ax.text(71.5, -0.65, "reference CNN-LSTM test 72%", fontsize=8, color="grey", ha="right")
-    ax.set_yticks(range(len(rows)), [r[0] for r in rows])
-    ax.set_xlabel("accuracy (%), 95% bootstrap interval")
-    ax.set_xlim(0, 100)
-    ax.grid(axis="x", alpha=0.3)
-    ax.set_title("Accuracy of both models")
-    _save(fig, path)
+        raise SerError(f"{run}: the two models' predictions disagree on true labels")
+    t = pd.DataFrame({"run": run, "split": a["split"], "label": a["label"], "svm": a["pred"],
+                      "cnn_lstm": b.loc[a.index, "pred"]})
+    for m, src in (("svm", a), ("cnn_lstm", b.loc[a.index])):
+        for c in classes:
+            t[f"{m}_{PROB_PREFIX}{c}"] = src[PROB_PREFIX + c]
+    metrics_path = runs / "cnn_lstm" / run / "metrics.json"
+    info = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    return t.reset_index(), classes, info
 
 
 def read_curves(folder: Path) -> pd.DataFrame | None:
@@ -186,59 +98,95 @@ def read_curves(folder: Path) -> pd.DataFrame | None:
     return pd.DataFrame(parts)
 
 
-def fig_curves(curves: pd.DataFrame, path: Path) -> None:
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
-    epochs = curves.index + 1
-    a.plot(epochs, curves["train_loss"], label="train")
-    a.plot(epochs, curves["val_loss"], label="validation")
-    a.set_title("CNN-LSTM loss")
-    b.plot(epochs, curves["train_acc"], label="train")
-    b.plot(epochs, curves["val_acc"], label="validation")
-    best = curves["val_acc"].idxmax()
-    b.axvline(best + 1, ls="--", color="grey", lw=1)
-    b.text(best + 1.5, 0.05, f"best epoch {best + 1}", fontsize=8, color="grey")
-    b.set_ylim(0, 1)
-    b.set_title("CNN-LSTM accuracy")
-    for ax in (a, b):
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    _save(fig, path)
+# ---------------------------------------------------------------- statistics
+
+def analyse(tests: pd.DataFrame, classes: list[str], prot: str, params: Params,
+            info: dict[str, dict]) -> dict:
+    """Pooled and per-fold metrics of one protocol's test clips."""
+    rp = params.report
+    clusters = tests["actor"].to_numpy() if prot == "actor" else None
+    y = tests["label"].to_numpy()
+    w = stats.resample_weights(len(tests), rp.bootstrap, rp.seed, clusters)
+    res = {m: stats.model_metrics(y, tests[m].to_numpy(), classes, w, rp.confidence) for m in MODELS}
+    res["gap"] = stats.gap_metrics(y, tests["svm"].to_numpy(), tests["cnn_lstm"].to_numpy(),
+                                   classes, w, rp.confidence)
+    res["n"], res["actors"] = len(tests), int(tests["actor"].nunique())
+    folds = []
+    for run, t in tests.groupby("run", sort=False):
+        yt = t["label"].to_numpy()
+        wt = stats.resample_weights(len(t), rp.bootstrap, rp.seed,
+                                    t["actor"].to_numpy() if prot == "actor" else None)
+        gap = stats.gap_metrics(yt, t["svm"].to_numpy(), t["cnn_lstm"].to_numpy(), classes, wt,
+                                rp.confidence)
+        folds.append({"run": run, "n": len(t), "actors": sorted(t["actor"].unique().tolist()),
+                      **{m: float(np.mean(t[m] == t["label"])) for m in MODELS}, "gap": gap,
+                      "best_epoch": info.get(run, {}).get("best_epoch"),
+                      "cnn_lstm_val": info.get(run, {}).get("val", {}).get("accuracy")})
+    res["folds"] = folds
+    return res
 
 
-def _save(fig, path: Path) -> None:
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+def drops(pooled: dict[str, pd.DataFrame], params: Params) -> dict[str, Interval] | None:
+    """Each model's accuracy under random CV minus under unseen speakers, paired over the clips
+    tested under both, actors resampled (the actor protocol's clips are clustered by speaker)."""
+    if not {"random", "actor"} <= set(pooled):
+        return None
+    r = pooled["random"].set_index("clip_id")
+    a = pooled["actor"].set_index("clip_id")
+    common = r.index.intersection(a.index)
+    r, a = r.loc[common], a.loc[common]
+    rp = params.report
+    w = stats.resample_weights(len(common), rp.bootstrap, rp.seed, a["actor"].to_numpy())
+    return {m: stats.paired_difference((r[m] == r["label"]).to_numpy(),
+                                       (a[m] == a["label"]).to_numpy(), w, rp.confidence)
+            for m in MODELS}
+
+
+def per_actor(tests: pd.DataFrame) -> pd.DataFrame:
+    """Test accuracy per actor (rows) of each model (columns)."""
+    return tests.groupby("actor")[list(MODELS)].apply(
+        lambda g: pd.Series({m: float(np.mean(g[m] == tests.loc[g.index, "label"])) for m in MODELS}))
 
 
 # ---------------------------------------------------------------- text
 
-def headline(gap: dict, split: str = "test") -> str:
-    g: Interval = gap["accuracy_pp"]
+def conf_label(params: Params) -> str:
+    return f"{params.report.confidence:.0%}".replace(".0%", "%")
+
+
+def headline(res: dict, label: str, conf: str) -> str:
+    g: Interval = res["gap"]["accuracy_pp"]
     word = "more" if g.value >= 0 else "less"
-    return (f"On {gap['n']} {split} clips the CNN-LSTM is {abs(g.value):.1f} points {word} accurate "
-            f"than the SVM (95% CI {g.low:.1f} to {g.high:.1f}; McNemar p = {gap['mcnemar_p']:.2g}).")
+    return (f"Under {label}, on {res['n']} clips each tested once, the CNN-LSTM is "
+            f"{abs(g.value):.1f} points {word} accurate than the SVM ({conf} CI {g.low:.1f} to "
+            f"{g.high:.1f}; McNemar p = {res['gap']['mcnemar_p']:.2g}).")
 
 
-def verdict(gap: dict, cnn_test: Interval) -> list[str]:
-    """Our figures beside the reference's, said plainly."""
-    g: Interval = gap["accuracy_pp"]
+def verdict(res: dict, conf: str) -> list[str]:
+    """The reference's claims beside our pooled random-CV figures, said plainly."""
+    g: Interval = res["gap"]["accuracy_pp"]
     ref_gap = REFERENCE["gap.accuracy_pp"]
-    agrees = g.low <= ref_gap <= g.high
-    out = [f"The reference reports the CNN-LSTM about {ref_gap:.0f} points above the SVM; our gap is "
-           f"{g.value:.1f} points (95% CI {g.low:.1f} to {g.high:.1f}), so our measurement "
-           + ("**agrees** with it (10 lies inside the interval)." if agrees else
-              "**does not agree** with it (10 lies outside the interval).")]
-    ref = REFERENCE["cnn_lstm.test.accuracy"] * 100
-    inside = cnn_test.low * 100 <= ref <= cnn_test.high * 100
-    out.append(f"The reference CNN-LSTM reached {ref:.0f}% test accuracy; ours reaches "
-               f"{cnn_test.fmt()}% (95% CI in brackets), "
-               + ("consistent with it." if inside else f"so {ref:.0f}% lies outside our interval."))
+    if g.low <= ref_gap <= g.high:
+        word = f"**agrees** with it (+{ref_gap:.0f} lies inside the interval)."
+    elif g.high < ref_gap:
+        word = f"**does not reproduce** it (+{ref_gap:.0f} lies above the interval)."
+    else:
+        word = f"finds a **larger** gap (+{ref_gap:.0f} lies below the interval)."
+    out = [f"The reference reports the CNN-LSTM about {ref_gap:.0f} points above the SVM; our pooled "
+           f"gap is {g.value:+.1f} points ({conf} CI {g.low:+.1f} to {g.high:+.1f}), so our "
+           f"measurement {word}"]
     if g.low <= 0 <= g.high:
-        out.append("The interval of the gap includes 0: on this test set the two models are not "
-                   "distinguishable.")
+        out.append("The interval includes 0: on these clips the two models are not distinguishable.")
+    elif g.high < 0:
+        out.append("The interval lies below 0: the SVM is the more accurate model here.")
+    else:
+        out.append("The interval lies above 0: the CNN-LSTM is the more accurate model here.")
+    cnn: Interval = res["cnn_lstm"]["accuracy"]
+    ref = REFERENCE["cnn_lstm.test.accuracy"] * 100
+    inside = cnn.low * 100 <= ref <= cnn.high * 100
+    out.append(f"The reference CNN-LSTM reached {ref:.0f}% test accuracy on 68 clips; ours reaches "
+               f"{cnn.fmt()}% pooled over every clip, "
+               + ("consistent with it." if inside else f"so {ref:.0f}% lies outside our interval."))
     return out
 
 
@@ -257,233 +205,250 @@ def _table(header: list[str], rows: list[list[str]]) -> dict:
     return {"table": (header, rows)}
 
 
-def build_blocks(res: dict, params: Params, manifest: pd.DataFrame | None, classes: list[str],
-                 figures: dict[str, str]) -> list[dict]:
-    b: list[dict] = [{"h1": "Speech emotion recognition on RAVDESS: CNN-LSTM vs SVM"},
-                     {"p": "**" + headline(res["gap"]["test"]) + "**"}]
-    b += [{"p": s} for s in verdict(res["gap"]["test"], res["cnn_lstm"]["test"]["accuracy"])]
-    b.append({"h2": "Accuracy, balanced accuracy and macro-F1 (%, 95% bootstrap CI)"})
-    rows = []
-    for m in MODELS:
-        for s in ("test", "val"):
-            if s in res[m]:
-                rows.append([MODELS[m], "test" if s == "test" else "validation",
-                             str(res["n"][s])] + [res[m][s][k].fmt() for k in SUMMARY])
-    b.append(_table(["model", "split", "clips", "accuracy", "balanced accuracy", "macro-F1"], rows))
-    b.append({"h2": "The gap: CNN-LSTM minus SVM (percentage points)"})
-    rows = []
-    for s in ("test", "val"):
-        g = res["gap"].get(s)
-        if g:
-            rows.append(["test" if s == "test" else "validation", str(g["n"]),
-                         g["accuracy_pp"].fmt(1), g["balanced_accuracy_pp"].fmt(1),
-                         f"{g['only_cnn_lstm_right']} / {g['only_svm_right']}", f"{g['mcnemar_p']:.3g}"])
-    b.append(_table(["split", "clips", "accuracy gap", "balanced-accuracy gap",
-                     "only CNN-LSTM right / only SVM right", "McNemar exact p"], rows))
-    b.append({"p": "Paired bootstrap: each resample draws the same clips for both models. "
-                   "McNemar's exact test is a two-sided binomial test on the clips where exactly one "
-                   "model is right."})
-    b.append({"h2": "Reference figures beside ours"})
-    ours = res["cnn_lstm"]
-    b.append(_table(["figure", "reference", "ours"], [
-        ["CNN-LSTM validation accuracy", "74%", ours["val"]["accuracy"].fmt() + "%" if "val" in ours else "-"],
-        ["CNN-LSTM test accuracy", "72%", ours["test"]["accuracy"].fmt() + "%"],
-        ["CNN-LSTM minus SVM, test accuracy", "about +10 points",
-         res["gap"]["test"]["accuracy_pp"].fmt(1) + " points"],
-    ]))
-    b.append({"h2": "Pictures"})
-    for key, caption in (("accuracy", "Accuracy of both models with 95% intervals"),
-                         ("confusion_test", "Confusion matrices on the test clips"),
-                         ("confusion_val", "Confusion matrices on the validation clips"),
-                         ("per_class_f1", "Per-class F1 on the test clips"),
-                         ("curves", "CNN-LSTM training and validation curves")):
-        if key in figures:
-            b.append({"img": (figures[key], caption)})
-    b.append({"h2": "Per-class precision, recall and F1 on the test clips (%, 95% CI)"})
-    rows = []
-    for c in classes:
-        rows.append([c] + [res[m]["test"][f"{k}.{c}"].fmt(digits=0) for m in MODELS
-                           for k in ("precision", "recall", "f1")])
-    b.append(_table(["class"] + [f"{MODELS[m]} {k}" for m in MODELS
-                                 for k in ("precision", "recall", "F1")], rows))
+def _pp(i: Interval) -> str:
+    return f"{i.value:+.1f} [{i.low:+.1f}, {i.high:+.1f}]"
+
+
+def build_blocks(res: dict[str, dict], drop: dict | None, labels: dict[str, str], classes: list[str],
+                 params: Params, figs: dict[str, str], counts: dict[str, dict]) -> list[dict]:
+    conf = conf_label(params)
+    b: list[dict] = [{"h1": "Speech emotion recognition on RAVDESS: CNN-LSTM vs SVM"}]
+    b += [{"p": "**" + headline(res[p], labels[p], conf) + "**"} for p in res]
+    if drop:
+        b.append({"p": "From random cross-validation to unseen speakers the SVM loses "
+                       f"{drop['svm'].value:.1f} points ({conf} CI {drop['svm'].low:.1f} to "
+                       f"{drop['svm'].high:.1f}) and the CNN-LSTM {drop['cnn_lstm'].value:.1f} "
+                       f"({drop['cnn_lstm'].low:.1f} to {drop['cnn_lstm'].high:.1f})."})
+    b.append({"h2": f"Both answers side by side (pooled test accuracy, %, {conf} CI)"})
+    header = ["model"] + [short_label(p) for p in res] + (["drop, random CV to unseen speakers (points)"]
+                                                          if drop else [])
+    rows = [[MODELS[m]] + [res[p][m]["accuracy"].fmt() for p in res] + ([_pp(drop[m])] if drop else [])
+            for m in MODELS]
+    rows.append(["gap, CNN-LSTM minus SVM (points)"] + [_pp(res[p]["gap"]["accuracy_pp"]) for p in res]
+                + ([""] if drop else []))
+    rows.append(["McNemar exact p of the gap"] + [f"{res[p]['gap']['mcnemar_p']:.2g}" for p in res]
+                + ([""] if drop else []))
+    b.append(_table(header, rows))
+    b.append({"p": f"Intervals are {conf} percentile bootstrap intervals ({params.report.bootstrap} "
+                   "resamples). Random CV resamples clips; unseen speakers resample actors (a "
+                   "cluster bootstrap: clips of one speaker are not independent); the drop pairs "
+                   "each clip's two test results and resamples actors. The gap is paired: each "
+                   "resample draws the same clips for both models. McNemar's exact test is a "
+                   "two-sided binomial test on the clips exactly one model got right."})
+    if "accuracy" in figs:
+        b.append({"img": (figs["accuracy"], "Pooled accuracy of both models under each protocol")})
+    if "random" in res:
+        b.append({"h2": "The reference's claims beside ours"})
+        b += [{"p": s} for s in verdict(res["random"], conf)]
+        b.append(_table(["figure", "reference (one split, 68 test clips)", f"ours (random CV, {res['random']['n']} clips)"], [
+            ["CNN-LSTM test accuracy", "72%", res["random"]["cnn_lstm"]["accuracy"].fmt() + "%"],
+            ["CNN-LSTM minus SVM, test accuracy", "about +10 points",
+             _pp(res["random"]["gap"]["accuracy_pp"]) + " points"],
+        ]))
+        b.append({"p": "The reference's 74% validation figure is not comparable: the validation "
+                       "clips choose the CNN-LSTM's best epoch, so its validation accuracy is biased "
+                       "upward. Every figure here is on test clips, which chose nothing."})
+    if "actors" in figs:
+        b.append({"img": (figs["actors"], "Test accuracy per actor")})
+    for p, r in res.items():
+        b.append({"h2": f"{labels[p][0].upper()}{labels[p][1:]}"})
+        b.append({"p": f"{r['n']} test clips of {r['actors']} actors, pooled over "
+                       f"{len(r['folds'])} fold(s); intervals resample {UNIT[p]}."})
+        b.append(_table(["model", "accuracy", "balanced accuracy", "macro-F1"],
+                        [[MODELS[m]] + [r[m][k].fmt() for k in SUMMARY] for m in MODELS]))
+        g = r["gap"]
+        b.append(_table(["gap (CNN-LSTM minus SVM)", "accuracy (points)", "balanced accuracy (points)",
+                         "only CNN-LSTM right / only SVM right", "McNemar exact p"],
+                        [["pooled", _pp(g["accuracy_pp"]), _pp(g["balanced_accuracy_pp"]),
+                          f"{g['only_cnn_lstm_right']} / {g['only_svm_right']}", f"{g['mcnemar_p']:.2g}"]]))
+        b.append({"h3": "Per fold"})
+        b.append(_table(["fold", "test clips", "test actors", "SVM acc (%)", "CNN-LSTM acc (%)",
+                         f"gap (points, {conf} CI)", "McNemar p", "CNN-LSTM best epoch",
+                         "CNN-LSTM val acc (%, chose the epoch)"],
+                        [[f["run"], str(f["n"]), ", ".join(map(str, f["actors"])) if p == "actor" else "all",
+                          f"{100 * f['svm']:.1f}", f"{100 * f['cnn_lstm']:.1f}", _pp(f["gap"]["accuracy_pp"]),
+                          f"{f['gap']['mcnemar_p']:.2g}", str(f["best_epoch"] or "-"),
+                          f"{100 * f['cnn_lstm_val']:.1f}" if f["cnn_lstm_val"] is not None else "-"]
+                         for f in r["folds"]]))
+        for key, caption in ((f"forest_{p}", "Each fold's gap, the pooled gap beneath"),
+                             (f"confusion_{p}", "Pooled confusion matrices"),
+                             (f"per_class_f1_{p}", "Per-class F1, pooled"),
+                             (f"curves_{p}", "CNN-LSTM training curves per fold")):
+            if key in figs:
+                b.append({"img": (figs[key], caption)})
+        b.append({"h3": f"Per-class precision, recall and F1 (%, {conf} CI)"})
+        b.append(_table(["class"] + [f"{MODELS[m]} {k}" for m in MODELS for k in ("precision", "recall", "F1")],
+                        [[c] + [r[m][f"{k}.{c}"].fmt(digits=0) for m in MODELS
+                                for k in ("precision", "recall", "f1")] for c in classes]))
     b.append({"h2": "Protocol"})
-    pp = params.prepare
+    pp, fp = params.prepare, params.folds
     lines = [f"Corpus: RAVDESS speech (Livingstone & Russo 2018), "
              f"{'all 24 actors' if params.download.actors == 'all' else 'actors ' + str(params.download.actors)}.",
              f"Classes: {len(classes)} ({', '.join(classes)}); protocol `{pp.classes}`"
              + (" (calm relabelled neutral, the original neutral clips dropped)." if pp.classes == "seven" else ".")]
-    if pp.split == "random":
-        lines.append(f"Split: stratified random, {1 - pp.test_size - pp.val_size:.0%} / {pp.val_size:.0%} / "
-                     f"{pp.test_size:.0%} train / validation / test, seed {pp.seed}.")
-    else:
-        lines.append(f"Split: by actor (speaker-independent), folds of {pp.actor_fold_size} actors, "
-                     f"test fold {pp.test_fold}, validation fold {pp.val_fold}.")
-    if manifest is not None:
-        counts = manifest["split"].value_counts()
-        lines.append(f"Clips: {len(manifest)} in all; train {counts.get('train', 0)}, validation "
-                     f"{counts.get('val', 0)}, test {counts.get('test', 0)} (training clips are "
-                     f"augmented with {params.features_logmel.augment_copies} noisy copies each for "
-                     f"the CNN-LSTM only).")
-    lines.append(f"Seeds: split {pp.seed}, augmentation {params.features_logmel.seed}, SVM "
+    for p in res:
+        c = counts[p]
+        if p == "random":
+            lines.append(f"Random CV: stratified {len(fp.folds_of('random'))}-fold (seed {fp.seed}); in "
+                         f"each fold the validation clips are drawn, stratified, from the training "
+                         f"folds at the reference's 80 : 15 ratio ({c['train']} training and {c['val']} "
+                         "validation clips per fold on average).")
+        elif p == "actor":
+            lines.append(f"Unseen speakers: folds of {fp.actor_fold_size} consecutive actors; fold k "
+                         f"tests, fold k+1 validates, the other actors train ({c['train']} training "
+                         f"and {c['val']} validation clips per fold on average). The SVM's inner "
+                         "grid-search folds are grouped by actor too.")
+        else:
+            lines.append(f"Single split: stratified {1 - fp.test_size - fp.val_size:.0%} / "
+                         f"{fp.val_size:.0%} / {fp.test_size:.0%}, seed {fp.seed}.")
+    lines.append(f"Validation clips serve only the CNN-LSTM's early stopping (patience "
+                 f"{params.train_cnn_lstm.patience}, best epoch kept); the SVM chooses C and gamma by "
+                 f"{params.train_svm.cv_folds}-fold grid search on its training clips. Training clips "
+                 f"are augmented with {params.features_logmel.augment_copies} noisy copies each for "
+                 "the CNN-LSTM only.")
+    lines.append(f"Seeds: folds {fp.seed}, augmentation {params.features_logmel.seed}, SVM "
                  f"{params.train_svm.seed}, CNN-LSTM {params.train_cnn_lstm.seed}, bootstrap "
-                 f"{params.report.seed} ({params.report.bootstrap} resamples, percentile intervals).")
+                 f"{params.report.seed} ({params.report.bootstrap} resamples, percentile intervals, "
+                 f"{conf}).")
     lines.append(f"Code version: {code_version()}. Params: `params.yaml` (train_cnn_lstm: "
                  + ", ".join(f"{k}={v}" for k, v in params.train_cnn_lstm.model_dump().items()
-                             if k in QUOTED_TRAINING_PARAMS)
-                 + ").")
+                             if k in QUOTED_TRAINING_PARAMS) + ").")
     b += [{"li": s} for s in lines]
     return b
 
 
-def to_markdown(blocks: list[dict]) -> str:
-    out = []
-    for blk in blocks:
-        (kind, val), = blk.items()
-        if kind == "h1":
-            out.append(f"# {val}\n")
-        elif kind == "h2":
-            out.append(f"\n## {val}\n")
-        elif kind == "p":
-            out.append(f"{val}\n")
-        elif kind == "li":
-            out.append(f"- {val}")
-        elif kind == "table":
-            header, rows = val
-            out.append("| " + " | ".join(header) + " |")
-            out.append("|" + "---|" * len(header))
-            out += ["| " + " | ".join(r) + " |" for r in rows]
-            out.append("")
-        elif kind == "img":
-            path, caption = val
-            out.append(f"![{caption}]({path})\n")
-    return "\n".join(out).rstrip() + "\n"
+# ---------------------------------------------------------------- metrics files
+
+def _flat_interval(out: dict, key: str, i: Interval, scale: float = 1.0, digits: int = 4) -> None:
+    out[key] = round(i.value * scale, digits)
+    out[f"{key}_ci_low"] = round(i.low * scale, digits)
+    out[f"{key}_ci_high"] = round(i.high * scale, digits)
 
 
-def to_html(blocks: list[dict], folder: Path) -> str:
-    def inline(s: str) -> str:
-        s = html.escape(s)
-        parts = s.split("**")
-        s = "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(parts))
-        parts = s.split("`")
-        return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
-
-    body, in_list = [], False
-    for blk in blocks:
-        (kind, val), = blk.items()
-        if kind != "li" and in_list:
-            body.append("</ul>")
-            in_list = False
-        if kind in ("h1", "h2"):
-            body.append(f"<{kind}>{inline(val)}</{kind}>")
-        elif kind == "p":
-            body.append(f"<p>{inline(val)}</p>")
-        elif kind == "li":
-            if not in_list:
-                body.append("<ul>")
-                in_list = True
-            body.append(f"<li>{inline(val)}</li>")
-        elif kind == "table":
-            header, rows = val
-            body.append("<table><tr>" + "".join(f"<th>{inline(h)}</th>" for h in header) + "</tr>"
-                        + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>"
-                                  for r in rows) + "</table>")
-        elif kind == "img":
-            path, caption = val
-            data = base64.b64encode((folder / path).read_bytes()).decode()
-            body.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
-                        f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-    if in_list:
-        body.append("</ul>")
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}"
-             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
-             "text-align:left}th{background:#f3f3f3}img{max-width:100%}figure{margin:1.5em 0}"
-             "figcaption{color:#555;font-size:.9em}")
-    return ("<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>SER report</title>"
-            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
-
-
-def flat_metrics(res: dict) -> dict[str, float]:
-    """Small flat keys for DVC, e.g. svm.test.accuracy, gap.test.accuracy_pp."""
-    out: dict[str, float] = {}
-    for m in MODELS:
-        for s, mm in res[m].items():
-            for k in SUMMARY:
-                i = mm[k]
-                out[f"{m}.{s}.{k}"] = round(i.value, 4)
-                out[f"{m}.{s}.{k}_ci_low"] = round(i.low, 4)
-                out[f"{m}.{s}.{k}_ci_high"] = round(i.high, 4)
-    for s, g in res["gap"].items():
-        for k in ("accuracy_pp", "balanced_accuracy_pp"):
-            out[f"gap.{s}.{k}"] = round(g[k].value, 2)
-            out[f"gap.{s}.{k}_ci_low"] = round(g[k].low, 2)
-            out[f"gap.{s}.{k}_ci_high"] = round(g[k].high, 2)
-        out[f"gap.{s}.mcnemar_p"] = round(g["mcnemar_p"], 4)
-        out[f"gap.{s}.only_cnn_lstm_right"] = g["only_cnn_lstm_right"]
-        out[f"gap.{s}.only_svm_right"] = g["only_svm_right"]
-    return out
-
-
-def run(params_path: Path, svm_path: Path, cnn_path: Path, curves_dir: Path,
-        manifest_path: Path | None, out: Path) -> dict:
-    params = load_params(params_path)
-    rp = params.report
-    svm, cnn = read_predictions(svm_path), read_predictions(cnn_path)
-    classes = classes_of(svm)
-    if classes_of(cnn) != classes:
-        raise SerError(f"{svm_path} and {cnn_path} have different classes")
-    res: dict = {"svm": {}, "cnn_lstm": {}, "gap": {}, "n": {}}
-    tables = {}
-    for s in ("test", "val"):
-        if not (svm["split"] == s).any():
-            continue
-        t = paired(svm, cnn, s)
-        tables[s] = t
-        res["n"][s] = len(t)
-        y = t["label"].to_numpy()
+def flat_metrics(res: dict[str, dict], drop: dict | None) -> tuple[dict, dict]:
+    """(headline, per fold): flat keys for `dvc metrics`, e.g. random.gap.accuracy_pp and
+    runs.random-0.gap.accuracy_pp (sorted after the headline's keys in `dvc metrics show`)."""
+    head: dict[str, float] = {}
+    folds: dict[str, float] = {}
+    for p, r in res.items():
         for m in MODELS:
-            res[m][s] = model_metrics(y, t[m].to_numpy(), classes, rp.bootstrap, rp.confidence, rp.seed)
-        res["gap"][s] = gap_metrics(y, t["svm"].to_numpy(), t["cnn_lstm"].to_numpy(),
-                                    rp.bootstrap, rp.confidence, rp.seed)
-    if "test" not in tables:
-        raise SerError(f"{svm_path}: no test clips to report on")
-    figs = out / "figures"
-    figures = {"accuracy": "figures/accuracy.png", "per_class_f1": "figures/per_class_f1.png"}
-    fig_accuracy(res, out / figures["accuracy"])
-    fig_per_class_f1({m: res[m]["test"] for m in MODELS}, classes, out / figures["per_class_f1"])
-    for s, t in tables.items():
-        figures[f"confusion_{s}"] = f"figures/confusion_{s}.png"
-        fig_confusions({m: t for m in MODELS}, classes, out / figures[f"confusion_{s}"],
-                       "test" if s == "test" else "validation")
+            _flat_interval(head, f"{p}.{m}.accuracy", r[m]["accuracy"])
+            for k in SUMMARY[1:]:
+                head[f"{p}.{m}.{k}"] = round(r[m][k].value, 4)
+        _flat_interval(head, f"{p}.gap.accuracy_pp", r["gap"]["accuracy_pp"], digits=2)
+        head[f"{p}.gap.mcnemar_p"] = round(r["gap"]["mcnemar_p"], 4)
+        for f in r["folds"]:
+            key = f"runs.{f['run']}"
+            for m in MODELS:
+                folds[f"{key}.{m}.accuracy"] = round(f[m], 4)
+            _flat_interval(folds, f"{key}.gap.accuracy_pp", f["gap"]["accuracy_pp"], digits=2)
+            if f["best_epoch"] is not None:
+                folds[f"{key}.cnn_lstm.best_epoch"] = f["best_epoch"]
+    for m, i in (drop or {}).items():
+        _flat_interval(head, f"drop.{m}.accuracy_pp", i, digits=2)
+    return head, folds
+
+
+# ---------------------------------------------------------------- the stage
+
+def run(params_path: Path, runs: Path, manifest_path: Path, out: Path) -> dict:
+    params = load_params(params_path)
+    conf = conf_label(params)
+    manifest = read_manifest(manifest_path).set_index("clip_id")
+    res: dict[str, dict] = {}
+    pooled: dict[str, pd.DataFrame] = {}
+    labels: dict[str, str] = {}
+    counts: dict[str, dict] = {}
+    classes: list[str] | None = None
+    curves: dict[str, dict[str, pd.DataFrame]] = {}
+    for prot in params.folds.protocols():
+        parts, info = [], {}
+        for k in params.folds.folds_of(prot):
+            run_name = f"{prot}-{k}"
+            t, cls, info[run_name] = read_run(runs, run_name)
+            if classes is None:
+                classes = cls
+            elif cls != classes:
+                raise SerError(f"{run_name}: classes {cls} differ from the other runs' {classes}")
+            parts.append(t)
+            c = read_curves(runs / "cnn_lstm" / run_name / "live" / "plots" / "metrics")
+            if c is not None and len(c):
+                curves.setdefault(prot, {})[run_name] = c
+        every = pd.concat(parts, ignore_index=True)
+        unknown = set(every["clip_id"]) - set(manifest.index)
+        if unknown:
+            raise SerError(f"{manifest_path}: no clip {sorted(unknown)[0]} of the {prot} predictions "
+                           "(are they from another corpus?)")
+        every["actor"] = manifest.loc[every["clip_id"], "actor"].to_numpy()
+        tests = every[every["split"] == "test"].reset_index(drop=True)
+        if tests["clip_id"].duplicated().any():
+            raise SerError(f"{prot}: clip {tests.loc[tests['clip_id'].duplicated(), 'clip_id'].iloc[0]} "
+                           "is tested in two folds")
+        n_folds = len(params.folds.folds_of(prot))
+        labels[prot] = protocol_label(prot, n_folds, params)
+        per_run = every.groupby("run")["split"].value_counts().unstack(fill_value=0) \
+            .reindex(columns=["val", "test"], fill_value=0)
+        counts[prot] = {"val": round(per_run["val"].mean()),
+                        "train": round(len(manifest) - per_run["val"].mean() - per_run["test"].mean())}
+        pooled[prot] = tests
+        res[prot] = analyse(tests, classes, prot, params, info)
+    drop = drops(pooled, params)
+
+    figs: dict[str, str] = {}
+
+    def fig(key: str) -> Path:
+        figs[key] = f"figures/{key}.png"
+        return out / figs[key]
+
+    figures.accuracy({p: {m: r[m]["accuracy"] for m in MODELS} for p, r in res.items()},
+                     {p: short_label(p) for p in res}, REFERENCE["cnn_lstm.test.accuracy"] * 100,
+                     conf, fig("accuracy"))
+    if set(pooled) - {"holdout"}:  # a single split tests too few clips per actor to show
+        figures.per_actor({p: per_actor(t) for p, t in pooled.items() if p != "holdout"},
+                          {p: short_label(p) for p in res}, fig("actors"))
+    for p, r in res.items():
+        figures.forest([(f["run"], f["n"], f["gap"]["accuracy_pp"]) for f in r["folds"]],
+                       r["gap"]["accuracy_pp"], f"Gap per fold: {short_label(p)}", conf, fig(f"forest_{p}"))
+        figures.confusions({m: pooled[p].rename(columns={m: "pred"}) for m in MODELS}, classes,
+                           f"Pooled confusion matrices, {short_label(p)} (row-normalised, counts in "
+                           "brackets)", fig(f"confusion_{p}"))
+        figures.per_class_f1({m: r[m] for m in MODELS}, classes, f"Per-class F1, {short_label(p)}",
+                             conf, fig(f"per_class_f1_{p}"))
+        if p in curves:
+            figures.curves(curves[p], {f["run"]: f["best_epoch"] for f in r["folds"] if f["best_epoch"]},
+                           f"CNN-LSTM accuracy per epoch, {short_label(p)}", fig(f"curves_{p}"))
         for m in MODELS:  # per-clip rows for DVC's confusion template
-            with atomic_path(out / "plots" / f"confusion_{m}_{s}.csv") as tmp:
-                t.rename(columns={m: "predicted", "label": "actual"})[["actual", "predicted"]] \
+            with atomic_path(out / "plots" / f"confusion_{m}_{p}.csv") as tmp:
+                pooled[p].rename(columns={m: "predicted", "label": "actual"})[["actual", "predicted"]] \
                     .to_csv(tmp, index=False)
-    curves = read_curves(curves_dir)
-    if curves is not None and len(curves):
-        figures["curves"] = "figures/training_curves.png"
-        fig_curves(curves, out / figures["curves"])
-    manifest = pd.read_csv(manifest_path) if manifest_path and manifest_path.exists() else None
-    blocks = build_blocks(res, params, manifest, classes, figures)
+        for run_name, c in curves.get(p, {}).items():
+            with atomic_path(out / "plots" / "curves" / f"{run_name}.csv") as tmp:
+                c.rename_axis("step").reset_index().to_csv(tmp, index=False)
+        cols = ["clip_id", "actor", "run", "label", "svm", "cnn_lstm"] + \
+            [c for c in pooled[p].columns if PROB_PREFIX in c]
+        with atomic_path(out / "predictions" / f"{p}.csv") as tmp:
+            pooled[p][cols].sort_values("clip_id").to_csv(tmp, index=False)
+    blocks = build_blocks(res, drop, labels, classes, params, figs, counts)
     write_text(out / "report.md", to_markdown(blocks))
     write_text(out / "report.html", to_html(blocks, out))
-    flat = flat_metrics(res)
-    write_json(out / "metrics.json", flat)
-    log.info("%s", headline(res["gap"]["test"]))
-    log.info("wrote %s, %s, %s and %d figures in %s", out / "report.md", out / "report.html",
-             out / "metrics.json", len(figures), figs)
-    return res
+    head, per_fold = flat_metrics(res, drop)
+    write_json(out / "metrics.json", head)
+    write_json(out / "metrics_folds.json", per_fold)
+    for p in res:
+        log.info("%s", headline(res[p], labels[p], conf))
+    log.info("wrote %s, %s, %s, %s and %d figures", out / "report.md", out / "report.html",
+             out / "metrics.json", out / "metrics_folds.json", len(figs))
+    return {"results": res, "drop": drop}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
-    ap.add_argument("--svm", type=Path, required=True, help="SVM predictions table")
-    ap.add_argument("--cnn", type=Path, required=True, help="CNN-LSTM predictions table")
-    ap.add_argument("--curves", type=Path, required=True, help="dvclive plots/metrics folder")
-    ap.add_argument("--manifest", type=Path, default=None)
+    ap.add_argument("--runs", type=Path, required=True, help="the training stages' run folders")
+    ap.add_argument("--manifest", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
-    run(a.params, a.svm, a.cnn, a.curves, a.manifest, a.out)
+    run(a.params, a.runs, a.manifest, a.out)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,56 @@
+"""Every stage run directly (`python -m ser.<module>`) with a missing or wrong input stops with one
+line naming the file, never a traceback."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args, cwd):
+    return subprocess.run([sys.executable, "-m", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True)
+
+
+@pytest.mark.parametrize("module,args,expect", [
+    ("ser.features_stats", ["--corpus", "c", "--manifest", "nope.csv", "--out", "o.parquet"],
+     "error: nope.csv: not found (run the prepare stage first)"),
+    ("ser.features_logmel", ["--corpus", "c", "--manifest", "nope.csv", "--out", "o"],
+     "error: nope.csv: not found (run the prepare stage first)"),
+    ("ser.folds", ["--manifest", "nope.csv", "--out", "o"],
+     "error: nope.csv: not found (run the prepare stage first)"),
+    ("ser.svm", ["--run", "random-0", "--folds", "f.csv", "--features", "nope.parquet",
+                 "--model", "m", "--out", "o"], "error: f.csv: not found (run the folds stage first)"),
+    ("ser.train", ["--run", "random-0", "--folds", "f.csv", "--features", "nope", "--model", "m",
+                   "--out", "o", "--checkpoint", "c"],
+     "error: nope/logmel.npy: not found (run the features_logmel stage first)"),
+    ("ser.report", ["--runs", "nope", "--manifest", "nope.csv", "--out", "o"],
+     "error: nope.csv: not found (run the prepare stage first)"),
+    ("ser.prepare", ["--corpus", "nope", "--out", "m.csv"],
+     "error: nope: no audio files (run the download stage first)"),
+])
+def test_missing_input_is_one_line(tmp_path, module, args, expect):
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    r = run(module, *args, cwd=tmp_path)
+    assert r.returncode == 1
+    lines = [line for line in r.stderr.splitlines() if not line.startswith(("train_cnn_lstm:",))]
+    assert lines == [expect]
+
+
+def test_svm_names_a_missing_features_file(tmp_path):
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    (tmp_path / "f.csv").write_text("clip_id,actor,label,split\na,1,sad,train\nb,1,sad,val\nc,1,sad,test\n")
+    r = run("ser.svm", "--run", "random-0", "--folds", "f.csv", "--features", "nope.parquet",
+            "--model", "m", "--out", "o", cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stderr.strip() == "error: nope.parquet: not found (run the features_stats stage first)"
+
+
+def test_audio_load_of_a_missing_file_is_one_line(tmp_path):
+    from ser.audio import load
+    from ser.errors import SerError
+    with pytest.raises(SerError, match=r"^.*missing\.wav: no such file$"):
+        load(tmp_path / "missing.wav", 16000)

@@ -1,0 +1,121 @@
+"""The training stage's guarantees: resume only what matches, one trainer per run, same bytes."""
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import section
+from ser import train
+from ser.errors import SerError
+from ser.store import logmel_index
+
+
+@pytest.fixture
+def stage_inputs(tmp_path):
+    """A tiny feature folder and fold table in the stages' own formats."""
+    rng = np.random.default_rng(0)
+    ids = [f"c{i:02d}" for i in range(24)]
+    labels = ["sad", "happy", "angry"] * 8
+    index = logmel_index(ids, 1)
+    x = np.stack([rng.normal(size=(5, 128, 128)) * 5 - 40 + 3 * (i // 2 % 3)
+                  for i in range(len(index))]).astype(np.float16)
+    feats = tmp_path / "logmel"
+    feats.mkdir()
+    np.save(feats / "logmel.npy", x)
+    index.to_csv(feats / "index.csv", index=False)
+    (feats / "params.json").write_text('{"sample_rate": 16000}\n')
+    fold = pd.DataFrame({"clip_id": ids, "actor": np.arange(24) % 4 + 1, "label": labels,
+                         "split": ["train"] * 16 + ["val"] * 4 + ["test"] * 4})
+    fold.to_csv(tmp_path / "fold.csv", index=False)
+    return feats, tmp_path / "fold.csv"
+
+
+def tiny(**kw):
+    return section("train_cnn_lstm", **{**dict(filters=[4, 4, 8, 8], lstm_units=16, batch_size=8,
+                                               epochs=2, bn_recalibration_batches=1, seed=3), **kw})
+
+
+def write_params(tmp_path, **kw):
+    import yaml
+    from conftest import ROOT
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data["train_cnn_lstm"].update(filters=[4, 4, 8, 8], lstm_units=16, batch_size=8, epochs=2,
+                                  bn_recalibration_batches=1, seed=3, reuse_memory=False, **kw)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run_stage(tmp_path, stage_inputs, name="m"):
+    feats, fold = stage_inputs
+    return train.run(write_params(tmp_path), "random-1", fold, feats, tmp_path / f"{name}.pt",
+                     tmp_path / f"out_{name}", tmp_path / "ck" / f"{name}.ckpt")
+
+
+def test_fingerprint_covers_content_fold_and_code(tmp_path, stage_inputs, monkeypatch):
+    feats, fold = stage_inputs
+    p = tiny()
+    base = train.fingerprint(p, feats, fold)
+    assert train.fingerprint(p, feats, fold) == base
+    assert train.fingerprint(tiny(lr=0.02), feats, fold) != base
+    x = np.load(feats / "logmel.npy")
+    x[0, 0, 0, 0] += 1  # same size, other content: what a changed features seed does
+    np.save(feats / "logmel.npy", x)
+    changed = train.fingerprint(p, feats, fold)
+    assert changed != base
+    t = pd.read_csv(fold)
+    t.loc[[0, 20], "split"] = t.loc[[20, 0], "split"].to_numpy()
+    t.to_csv(fold, index=False)
+    assert train.fingerprint(p, feats, fold) != changed
+    again = train.fingerprint(p, feats, fold)
+    monkeypatch.setattr(train, "code_version", lambda: "ser 0.1.0, training code other")
+    assert train.fingerprint(p, feats, fold) != again
+
+
+def test_other_inputs_start_fresh_and_say_so(tmp_path, stage_inputs, caplog):
+    feats, fold = stage_inputs
+    x, index = train.load_logmel(feats)
+    index = train.fold_index(index, train.read_fold(fold))
+    ck = tmp_path / "a.ckpt"
+    train.fit(tiny(epochs=1), x, index, ["happy", "sad", "angry"], checkpoint=ck, live_dir=None, fp="old")
+    with caplog.at_level(logging.INFO, logger="train_cnn_lstm"):
+        r = train.fit(tiny(epochs=2), x, index, ["happy", "sad", "angry"], checkpoint=ck,
+                      live_dir=None, fp="new")
+    assert r.info["epochs_run"] == 2 and len(torch.load(ck, weights_only=False)["state"]["history"]) == 2
+    assert "starting fresh" in caplog.text and "written from other params" in caplog.text
+
+
+def test_unreadable_checkpoint_is_set_aside(tmp_path, stage_inputs, caplog):
+    feats, fold = stage_inputs
+    ck = tmp_path / "ck" / "m.ckpt"
+    ck.parent.mkdir()
+    ck.write_bytes(b"PK\x03\x04 garbage, not a torch archive")
+    with caplog.at_level(logging.WARNING, logger="train_cnn_lstm"):
+        m = run_stage(tmp_path, stage_inputs)
+    assert m["epochs_run"] == 2
+    assert (tmp_path / "ck" / "m.ckpt.bad").read_bytes().startswith(b"PK\x03\x04 garbage")
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 1 and "unreadable checkpoint" in lines[0] and "\n" not in lines[0]
+
+
+def test_same_inputs_same_model_bytes(tmp_path, stage_inputs):
+    a = run_stage(tmp_path, stage_inputs, "a")
+    b = run_stage(tmp_path, stage_inputs, "b")
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    assert a["test"] == b["test"]
+    saved = torch.load(tmp_path / "a.pt", weights_only=False)
+    assert saved["run"] == "random-1" and saved["protocol"] == "random" and saved["fold"] == 1
+    assert saved["classes"] == ["happy", "sad", "angry"] and saved["features"] == {"sample_rate": 16000}
+    assert saved["code"].startswith("ser ") and "training code" in saved["code"]
+    assert not (tmp_path / "ck" / "a.ckpt").exists()  # removed once the stage is done
+
+
+def test_a_second_trainer_on_the_same_run_stops(tmp_path, stage_inputs):
+    ck = tmp_path / "ck" / "m.ckpt"
+    with train.exclusive(ck):
+        with pytest.raises(SerError, match=r"m\.ckpt: another trainer is running this run"):
+            run_stage(tmp_path, stage_inputs)
+    assert run_stage(tmp_path, stage_inputs)["epochs_run"] == 2  # the lock goes with its holder
