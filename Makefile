@@ -34,6 +34,7 @@ $(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
 bench: setup
 	$(BIN)/python benchmarks/bench_features.py
 	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_predict.py
 
 clean:
 	rm -rf $(VENV)

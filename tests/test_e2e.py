@@ -178,26 +178,29 @@ def test_bad_param_stops_before_any_output_is_touched(repo):
     sh("git", "checkout", "params.yaml", cwd=d, env=env)
 
 
-def test_interrupted_repro_resumes_and_keeps_finished_folds(tmp_path, small_archive):
-    d = tmp_path / "repo"
-    d.mkdir()
-    env = make_repo(d, small_archive)
-    p = yaml.safe_load((d / "params.yaml").read_text())
-    p["train_cnn_lstm"]["epochs"] = 4
-    (d / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-    sh("dvc", "repro", "train_cnn_lstm@random-0", cwd=d, env=env)  # one fold finished
-    proc = subprocess.Popen(["dvc", "repro"], cwd=d, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+def test_interrupted_repro_resumes_to_the_same_model(repo):
+    """Kill `dvc repro` and its trainer mid-fold: the rerun resumes the killed fold from its
+    checkpoint and ends with the very model an uninterrupted run made; no other fold reruns."""
+    d, env, _ = repo
+    model = d / "data/models/cnn_lstm/random-1.pt"
+    before = model.read_bytes()
+    proc = subprocess.Popen(["dvc", "repro", "-f", "-s", "train_cnn_lstm@random-1"], cwd=d, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     ckpt = d / "data/checkpoints/cnn_lstm/random-1.ckpt"
     deadline = time.time() + 300
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+        time.sleep(0.02)
     assert ckpt.exists(), "training of random-1 never wrote its first checkpoint"
     os.killpg(proc.pid, signal.SIGKILL)  # dvc and its trainer, as a closed terminal would
     proc.wait()
-    out = sh("dvc", "repro", cwd=d, env=env)
-    assert "Running stage 'train_cnn_lstm@random-0'" not in out  # kept
-    assert "resuming from data/checkpoints/cnn_lstm/random-1.ckpt" in out
+    # the same command again; --no-run-cache: this fold finished once before, and DVC would
+    # restore that run instead of resuming (a fold that never finished has no such record)
+    out = sh("dvc", "repro", "-f", "-s", "--no-run-cache", "train_cnn_lstm@random-1", cwd=d, env=env)
+    assert "resuming from data/checkpoints/cnn_lstm/random-1.ckpt after epoch" in out
+    assert model.read_bytes() == before
+    # every other fold kept (the report reruns: the fold's metrics hold its new timings)
+    assert "Running stage 'train_" not in sh("dvc", "repro", cwd=d, env=env)
     assert "up to date" in sh("dvc", "status", cwd=d, env=env)
 
 
@@ -219,13 +222,13 @@ def test_folds_on_two_machines_through_a_remote(tmp_path, small_archive):
     sh("dvc", "repro", *[f"train_{m}@{r}" for m in ("svm", "cnn_lstm") for r in RUNS[:2]],
        cwd=a, env=env_for["a"])
     sh("dvc", "push", "--run-cache", cwd=a, env=env_for["a"])
-    sh("dvc", "pull", "--run-cache", cwd=b, env=env_for["b"], ok=False)  # A's upstream stages
-    out_b = sh("dvc", "repro", *[f"train_{m}@{r}" for m in ("svm", "cnn_lstm") for r in RUNS[2:]],
-               cwd=b, env=env_for["b"])
+    sh("dvc", "fetch", "--run-cache", cwd=b, env=env_for["b"])  # A's runs, upstream stages too
+    out_b = sh("dvc", "repro", "--pull",
+               *[f"train_{m}@{r}" for m in ("svm", "cnn_lstm") for r in RUNS[2:]], cwd=b, env=env_for["b"])
     assert "Running stage 'features_logmel'" not in out_b  # restored from A's run cache
     sh("dvc", "push", "--run-cache", cwd=b, env=env_for["b"])
-    sh("dvc", "pull", "--run-cache", cwd=c, env=env_for["c"], ok=False)
-    out_c = sh("dvc", "repro", cwd=c, env=env_for["c"])
+    sh("dvc", "fetch", "--run-cache", cwd=c, env=env_for["c"])
+    out_c = sh("dvc", "repro", "--pull", cwd=c, env=env_for["c"])
     assert "Running stage 'train_" not in out_c and "Running stage 'report'" in out_c
     assert "is cached - skipping run" in out_c
     assert (c / "reports/report.md").exists()
@@ -277,7 +280,10 @@ def audio(tmp_path_factory):
     sf.write(d / "noise.flac", 0.1 * rng.standard_normal(48000 * 4), 48000)
     voice = synthetic_clip("03-01-05-02-01-01-02", 44100, 5.0) / 32768
     sf.write(d / "stereo44k.wav", np.stack([voice, 0.5 * voice], 1), 44100)
-    sf.write(d / "long70s.ogg", np.tile(voice, 14), 44100)  # 70 s, Ogg Vorbis
+    long = np.tile(voice, 14)  # 70 s, Ogg Vorbis, written in 1 s blocks: libsndfile's Vorbis
+    with sf.SoundFile(d / "long70s.ogg", "w", 44100, 1, format="OGG", subtype="VORBIS") as f:
+        for i in range(0, len(long), 44100):  # encoder crashed on one 70 s block here
+            f.write(long[i:i + 44100])
     sf.write(d / "voice.mp3", voice, 44100)
     sf.write(d / "short1s.wav", voice[:44100], 44100)
     bad = d / "bad"
@@ -327,10 +333,10 @@ def test_predict_bad_files_fail_alone(repo, audio):
     r = predict(d, env, audio / "bad", audio / "tone.wav", ok=False)
     assert r.returncode == 1
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 3 and len(r.stderr.splitlines()) == len(errors) + 2  # + the 2 model lines
+    assert len(errors) == 3 and "Traceback" not in r.stderr
     assert any("silence.wav: silent" in e for e in errors)
     assert any("notes.wav: cannot decode audio" in e for e in errors)
-    assert any("cut.wav" in e and ("truncated" in e or "cannot decode" in e) for e in errors)
+    assert any("cut.wav: truncated" in e for e in errors)
     assert "tone.wav" in r.stdout  # the good file is still done
 
 

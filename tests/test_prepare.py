@@ -60,3 +60,15 @@ def test_wav_and_flac_archives_give_the_same_clips(tmp_path, small_wav_archive, 
     ya, _ = sf.read(tmp_path / "wav" / f"{stem}.wav")
     yb, _ = sf.read(small_corpus / f"{stem}.flac")
     assert np.array_equal(ya, yb)
+
+
+def test_truncated_wav_is_named(corpus_copy):
+    """A cut WAV decodes what is left without error; its header still says how much there was."""
+    src = corpus_copy / "Actor_04" / "03-01-06-01-02-02-04.flac"
+    y, sr = sf.read(src, dtype="int16")
+    wav = src.with_suffix(".wav")
+    sf.write(wav, y, sr, subtype="PCM_16")
+    src.unlink()
+    wav.write_bytes(wav.read_bytes()[: wav.stat().st_size * 2 // 3])
+    with pytest.raises(SerError, match=r"03-01-06-01-02-02-04\.wav: truncated \(\d+ of the \d+ bytes"):
+        scan(corpus_copy, "seven", n_jobs=1)

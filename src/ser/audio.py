@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from ser.errors import SerError
 
 
 SILENCE = 1e-3  # peak amplitude (-60 dBFS) below which a recording is silent
+_SHORT_DATA = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
 
 
 def _exists(path: str | Path) -> None:
@@ -37,23 +39,36 @@ def load(path: str | Path, sr: int | None, offset: float = 0.0) -> np.ndarray:
     return y
 
 
-def decode(path: str | Path) -> tuple[np.ndarray, int]:
-    """The whole file once, mono float32 at its own rate (WAV, FLAC, OGG, MP3: what libsndfile
-    reads), for callers that need it at several rates: `at_rate` then gives exactly what `load`
-    gives (the same offset rounding, downmix and resampler)."""
+def _read(path: str | Path) -> tuple[np.ndarray, int]:
+    """The whole file, (frames, channels) float32, checked: decodable, not empty, not truncated."""
     _exists(path)
     try:
-        declared = sf.info(path).frames
-        y, sr = sf.read(path, dtype="float32", always_2d=True)
+        with sf.SoundFile(path) as f:
+            declared, header = f.frames, f.extra_info
+            y = f.read(dtype="float32", always_2d=True)
+            sr = f.samplerate
     except (sf.LibsndfileError, RuntimeError, EOFError, ValueError) as err:
         raise SerError(f"{path}: cannot decode audio ({str(err).splitlines()[0]})") from None
     if y.shape[0] == 0 or not np.isfinite(y).all():
         raise SerError(f"{path}: no usable samples (empty, truncated or corrupt)")
     if 0 < declared < 2**62 and y.shape[0] < declared:  # MP3s may declare no length
         raise SerError(f"{path}: truncated ({y.shape[0]} of {declared} samples decode)")
+    # a cut WAV: libsndfile reads what is there, and its log says the data chunk is short
+    short = _SHORT_DATA.search(header)
+    if short:
+        raise SerError(f"{path}: truncated ({short.group(2)} of the {short.group(1)} bytes of "
+                       "audio its header declares)")
+    return y, int(sr)
+
+
+def decode(path: str | Path) -> tuple[np.ndarray, int]:
+    """The whole file once, mono float32 at its own rate (WAV, FLAC, OGG, MP3: what libsndfile
+    reads), for callers that need it at several rates: `at_rate` then gives exactly what `load`
+    gives (the same offset rounding, downmix and resampler). A silent file is an error."""
+    y, sr = _read(path)
     if np.abs(y).max() < SILENCE:
         raise SerError(f"{path}: silent (peak below -60 dBFS): nothing to recognise")
-    return (y[:, 0] if y.shape[1] == 1 else librosa.to_mono(y.T)), int(sr)
+    return (y[:, 0] if y.shape[1] == 1 else librosa.to_mono(y.T)), sr
 
 
 def at_rate(y: np.ndarray, sr: int, target: int, offset: float = 0.0) -> np.ndarray:
@@ -64,14 +79,5 @@ def at_rate(y: np.ndarray, sr: int, target: int, offset: float = 0.0) -> np.ndar
 
 def probe(path: str | Path) -> tuple[float, int]:
     """Decode the whole file once (so a truncated one fails here) and return (seconds, rate)."""
-    _exists(path)
-    try:
-        declared = sf.info(path).frames
-        y, sr = sf.read(path, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, EOFError, ValueError) as err:
-        raise SerError(f"{path}: cannot decode audio ({str(err).splitlines()[0]})") from None
-    if y.shape[0] == 0 or not np.isfinite(y).all():
-        raise SerError(f"{path}: no usable samples (empty, truncated or corrupt)")
-    if y.shape[0] < declared:
-        raise SerError(f"{path}: truncated ({y.shape[0]} of {declared} samples decode)")
-    return y.shape[0] / sr, int(sr)
+    y, sr = _read(path)
+    return y.shape[0] / sr, sr

@@ -1,6 +1,6 @@
 """Apply the trained models to any recording.
 
-    ser predict PATH... [--model svm|cnn_lstm|both] [--protocol auto|actor|random|holdout]
+    ser predict PATH... [--model svm|cnn_lstm|both] [--protocol auto|actor|random|holdout] [--fold K]
                 [--hop SECONDS] [--json FILE] [--csv FILE] [--plot FILE.png|FOLDER]
 
 PATH: audio files (WAV, FLAC, OGG, MP3; any rate; stereo is downmixed; any length) or folders,
@@ -14,9 +14,10 @@ files, and a model whose feature params differ from params.yaml's is refused.
 
 A recording is cut into segments of the CNN-LSTM's window (about 3.07 s of 16 kHz audio) every
 `hop` seconds; both models predict every segment (a timeline) and the whole recording: the
-CNN-LSTM as the mean of its reliable segments, the SVM from the whole recording's statistics, as
-it was trained. A segment with less audio than any training clip had is flagged `short`: its
-answer is not reliable.
+CNN-LSTM as the mean of its segments, the SVM from the whole recording's statistics, as it was
+trained. Every segment is a full window but for a recording shorter than one, which is
+zero-padded as training clips were; with less audio than any training clip had, it is flagged
+`short`: its answer is not reliable.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import torch
 from tqdm import tqdm
 
 from ser.audio import at_rate, decode
+from ser.cpu import reexec_with_reused_memory
 from ser.errors import SerError, run_cli
 from ser.features_logmel import recording_windows, segment_bounds
 from ser.features_stats import clip_stats, columns
@@ -160,15 +162,24 @@ def audio_files(paths: list[Path]) -> list[Path]:
 
 
 def _entry(classes: list[str], proba: np.ndarray) -> dict:
-    k = int(np.argmax(proba))
-    return {"top": classes[k], "prob": round(float(proba[k]), 4),
-            "probs": {c: round(float(v), 4) for c, v in zip(classes, proba)}}
+    """Top class, its probability and all of them; the top is the argmax of what is shown."""
+    shown = np.round(np.asarray(proba, dtype=float), 4)
+    k = int(np.argmax(shown))
+    return {"top": classes[k], "prob": float(shown[k]),
+            "probs": {c: float(v) for c, v in zip(classes, shown)}}
 
 
 def analyse(path: Path, fams: list[Family], pp: PredictParams, grid: FeaturesLogmel) -> dict:
-    """One recording: the timeline of segments and the whole, for every family. The segments are
-    the CNN-LSTM's windows (`grid`: its feature params), whichever models run."""
+    """One recording file: see analyse_audio."""
     y, sr = decode(path)
+    return analyse_audio(y, sr, path, fams, pp, grid)
+
+
+def analyse_audio(y: np.ndarray, sr: int, path: Path | str, fams: list[Family], pp: PredictParams,
+                  grid: FeaturesLogmel) -> dict:
+    """One recording (mono samples at `sr`): the timeline of segments and the whole, for every
+    family. The segments are the CNN-LSTM's windows (`grid`: its feature params), whichever
+    models run."""
     duration = len(y) / sr
     out: dict = {"file": str(path), "duration_s": round(duration, 3), "whole": {}, "segments": []}
     cnn = next((f for f in fams if f.kind == "cnn_lstm"), None)
@@ -189,8 +200,7 @@ def analyse(path: Path, fams: list[Family], pp: PredictParams, grid: FeaturesLog
     for fam in fams:
         if fam.kind == "cnn_lstm":
             proba = fam.proba(np.stack([w for _, _, w in segs]))
-            reliable = [i for i, seg in enumerate(out["segments"]) if not seg["short"]]
-            whole = proba[reliable or list(range(len(proba)))].mean(axis=0)
+            whole = proba.mean(axis=0)
         else:
             sp = FeaturesStats(**fam.features, n_jobs=1)
             ys = at_rate(y, sr, sp.sample_rate)
@@ -299,7 +309,7 @@ def run(paths: list[Path], *, which: str = "both", protocol: str = "auto", fold:
         try:
             results.append(analyse(f, fams, pp, grid))
         except SerError as err:
-            print(f"error: {err}", file=sys.stderr)
+            tqdm.write(f"error: {err}", file=sys.stderr)  # on its own line, beside the bar
             failed += 1
     if results:
         if json_out:
@@ -343,7 +353,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def cli() -> None:
-    """The `ser` console script."""
+    """The `ser` console script. Like training, it restarts itself with glibc set to reuse freed
+    memory: the CNN-LSTM's forward passes ran 4x faster so (benchmarks/bench_predict.py)."""
+    reexec_with_reused_memory("ser.predict")
     run_cli(main)
 
 
