@@ -175,6 +175,7 @@ def test_bad_param_stops_before_any_output_is_touched(repo):
     after = {p: p.read_bytes() for p in (d / "reports").rglob("*") if p.is_file()}
     assert after == before
     assert all((d / f"data/models/cnn_lstm/{r}.pt").exists() for r in RUNS)
+    assert (d / "data/params.ok").exists()  # persist: not even the check's own marker goes
     sh("git", "checkout", "params.yaml", cwd=d, env=env)
 
 
