@@ -20,7 +20,7 @@ from ser.audio import probe
 from ser.errors import SerError, run_cli
 from ser.io import atomic_path
 from ser.labels import AUDIO_SUFFIXES, parse_name, training_label
-from ser.params import Prepare, load_params
+from ser.params import load_params
 
 log = logging.getLogger("prepare")
 
@@ -50,13 +50,9 @@ def scan(corpus: Path, classes: str, n_jobs: int = 1) -> pd.DataFrame:
     return df.sort_values("clip_id", ignore_index=True)
 
 
-def make_manifest(corpus: Path, p: Prepare) -> pd.DataFrame:
-    return scan(corpus, p.classes, p.n_jobs)
-
-
 def run(params_path: Path, corpus: Path, out: Path) -> None:
     p = load_params(params_path).prepare
-    df = make_manifest(corpus, p)
+    df = scan(corpus, p.classes, p.n_jobs)
     with atomic_path(out) as tmp:
         df.to_csv(tmp, index=False)
     log.info("wrote %s: %d clips of %d actors, %d classes", out, len(df), df["actor"].nunique(),
