@@ -42,7 +42,7 @@ def main() -> None:
         except Exception as err:  # noqa: BLE001 - a fold not trained yet
             print(f"{run}: skipped ({err})")
             continue
-        grid = FeaturesLogmel(**next(f for f in fams if f.kind == "cnn_lstm").features, n_jobs=1)
+        grid = FeaturesLogmel.from_saved(next(f for f in fams if f.kind == "cnn_lstm").features)
         fold = read_fold(Path(f"data/folds/{run}.csv"))
         test = fold[fold["split"] == "test"].iloc[::a.every]
         for clip, label in tqdm(zip(test["clip_id"], test["label"]), total=len(test), desc=run):

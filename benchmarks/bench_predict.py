@@ -27,7 +27,7 @@ import torch
 
 from ser import predict
 from ser.cpu import MALLOC_ENV
-from ser.params import load_params
+from ser.params import FeaturesLogmel, load_params
 from ser.svm import fit
 from ser.train import build_model, code_version
 
@@ -53,12 +53,12 @@ def write_models(folder: Path, folds: int, params_path: Path) -> None:
         (folder / "cnn_lstm").mkdir(parents=True, exist_ok=True)
         joblib.dump({"kind": "svm", "model": model, "classes": classes, "columns": cols,
                      "params": svm_p.model_dump(),
-                     "features": params.features_stats.model_dump(exclude={"n_jobs"}),
+                     "features": params.features_stats.saved(),
                      "run": run, "protocol": "actor", "fold": k}, folder / "svm" / f"{run}.joblib")
         net = build_model(params.train_cnn_lstm, len(classes))
         torch.save({"kind": "cnn_lstm", "state_dict": net.state_dict(), "classes": classes,
                     "params": params.train_cnn_lstm.model_dump(),
-                    "features": params.features_logmel.model_dump(exclude={"n_jobs"}),
+                    "features": params.features_logmel.saved(),
                     "run": run, "protocol": "actor", "fold": k, "code": code_version()},
                    folder / "cnn_lstm" / f"{run}.pt")
 
@@ -96,9 +96,7 @@ def main() -> None:
         t0 = time.perf_counter()
         fams = predict.load_families(models, "both", "auto", params)
         t_load = time.perf_counter() - t0
-        grid = next(f for f in fams if f.kind == "cnn_lstm")
-        from ser.params import FeaturesLogmel
-        grid = FeaturesLogmel(**grid.features, n_jobs=1)
+        grid = FeaturesLogmel.from_saved(next(f for f in fams if f.kind == "cnn_lstm").features)
         t0 = time.perf_counter()
         result = predict.analyse(audio, fams, params.predict, grid)
         dt = time.perf_counter() - t0

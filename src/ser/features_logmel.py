@@ -3,7 +3,7 @@
     python -m ser.features_logmel --corpus data/raw/ravdess \
         --manifest data/prepared/manifest.csv --out data/features/logmel
 
-Writes `logmel.npy` and `index.csv` (format: ser.featurestore) for every clip of the manifest,
+Writes `logmel.npy` and `index.csv` (format: ser.store) for every clip of the manifest,
 each followed by its noisy copies: every clip trains in some fold, and a fold's training stage
 takes the copies of its own training clips only.
 As the reference: 16 kHz from 0.5 s, z-scored, padded or cut to 49,100 samples, STFT 512 with a
@@ -136,7 +136,7 @@ def run(params_path: Path, corpus: Path, manifest_path: Path, out: Path) -> None
         x.flush()
         del x
         index.to_csv(tmp / LOGMEL_INDEX, index=False)
-        (tmp / FEATURE_PARAMS).write_text(json.dumps(p.model_dump(exclude={"n_jobs"}), indent=2,
+        (tmp / FEATURE_PARAMS).write_text(json.dumps(p.saved(), indent=2,
                                                      sort_keys=True) + "\n")
     log.info("wrote %s", out)
 

@@ -114,7 +114,7 @@ def run(params_path: Path, corpus: Path, manifest_path: Path, out: Path) -> None
     rows = Parallel(n_jobs=p.n_jobs)(delayed(_clip)(corpus / path, p) for path in
                                      tqdm(manifest["path"], desc="features_stats", unit="clip"))
     df = pd.DataFrame(np.vstack(rows), columns=columns(p), index=manifest["clip_id"])
-    df.attrs["params"] = p.model_dump(exclude={"n_jobs"})  # a model file carries them
+    df.attrs["params"] = p.saved()  # a model file carries them
     with atomic_path(out) as tmp:
         df.to_parquet(tmp)
     log.info("wrote %s (%d x %d)", out, *df.shape)

@@ -103,7 +103,19 @@ class Folds(_Section):
         return self.val_size / (1 - self.test_size)
 
 
-class FeaturesStats(_Section):
+class _FeatureSection(_Section):
+    """A feature family's params. All but n_jobs decide the features' values: those are saved
+    beside the features and in every model file, and `ser predict` rebuilds the section from them."""
+
+    def saved(self) -> dict:
+        return self.model_dump(exclude={"n_jobs"})
+
+    @classmethod
+    def from_saved(cls, saved: dict):
+        return cls(**saved, n_jobs=1)
+
+
+class FeaturesStats(_FeatureSection):
     sample_rate: Annotated[int, Field(ge=8000)]
     frame_s: Annotated[float, Field(gt=0, le=0.2)]
     hop_s: Annotated[float, Field(gt=0, le=0.2)]
@@ -114,7 +126,7 @@ class FeaturesStats(_Section):
     n_jobs: Jobs
 
 
-class FeaturesLogmel(_Section):
+class FeaturesLogmel(_FeatureSection):
     sample_rate: Annotated[int, Field(ge=8000)]
     offset_s: Annotated[float, Field(ge=0)]
     n_samples: Annotated[int, Field(gt=0)]

@@ -105,7 +105,7 @@ def load_family(models: Path, kind: str, protocol: str, params: Params,
     if not files:
         return None
     section = "features_stats" if kind == "svm" else "features_logmel"
-    current = getattr(params, section).model_dump(exclude={"n_jobs"})
+    current = getattr(params, section).saved()
     fams, runs, classes, feats, extra = [], [], None, None, {}
     for f in files:
         try:
@@ -202,7 +202,7 @@ def analyse_audio(y: np.ndarray, sr: int, path: Path | str, fams: list[Family], 
             proba = fam.proba(np.stack([w for _, _, w in segs]))
             whole = proba.mean(axis=0)
         else:
-            sp = FeaturesStats(**fam.features, n_jobs=1)
+            sp = FeaturesStats.from_saved(fam.features)
             ys = at_rate(y, sr, sp.sample_rate)
             rows = [clip_stats(ys, sp.sample_rate, sp)]
             for seg in out["segments"]:
@@ -300,7 +300,7 @@ def run(paths: list[Path], *, which: str = "both", protocol: str = "auto", fold:
         log.info("%s: %d %s-protocol models (%s), averaged", MODEL_NAMES[fam.kind], len(fam.runs),
                  fam.protocol, ", ".join(fam.runs))
     cnn = next((f for f in fams if f.kind == "cnn_lstm"), None)
-    grid = FeaturesLogmel(**cnn.features, n_jobs=1) if cnn else params.features_logmel
+    grid = FeaturesLogmel.from_saved(cnn.features) if cnn else params.features_logmel
     files = audio_files(paths)
     if not files:
         raise SerError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {', '.join(map(str, paths))}")
