@@ -319,7 +319,7 @@ def test_predict_any_audio(repo, audio, tmp_path):
     assert starts[:3] == [0.5, 3.5, 6.5] and len(starts) == 24
     assert long["segments"][-1]["end_s"] == pytest.approx(70.0, abs=0.01)
     assert not any(s["short"] for s in long["segments"])
-    assert files["short1s.wav"]["segments"][0]["short"] and "warning" in files["short1s.wav"]
+    assert files["short1s.wav"]["segments"][0]["short"] and files["short1s.wav"]["warnings"]
     table = pd.read_csv(tmp_path / "out.csv")
     assert list(table.columns[:8]) == ["file", "model", "segment", "start_s", "end_s", "short",
                                        "top", "prob"]

@@ -208,6 +208,9 @@ class TrainCnnLstm(_Section):
 class PredictParams(_Section):
     hop_s: Annotated[float, Field(gt=0)]  # seconds between the starts of a recording's segments
     reliable_min_s: Annotated[float, Field(ge=0)]  # a segment with less audio is flagged short
+    # the CNN-LSTM reads a recording with less audio than this looped to fill its window, not
+    # zero-padded (0: never)
+    loop_below_s: Annotated[float, Field(ge=0)]
 
 
 class Report(_Section):

@@ -15,9 +15,10 @@ files, and a model whose feature params differ from params.yaml's is refused.
 A recording is cut into segments of the CNN-LSTM's window (about 3.07 s of 16 kHz audio) every
 `hop` seconds; both models predict every segment (a timeline) and the whole recording: the
 CNN-LSTM as the mean of its segments, the SVM from the whole recording's statistics, as it was
-trained. Every segment is a full window but for a recording shorter than one, which is
-zero-padded as training clips were; with less audio than any training clip had, it is flagged
-`short`: its answer is not reliable.
+trained. Every segment is a full window but for a recording shorter than one, which the
+CNN-LSTM reads zero-padded as training clips were, or looped to fill the window when it holds
+less audio than `predict.loop_below_s`; the SVM takes statistics of the audio as it is. With
+less audio than any training clip had, it is flagged `short`: its answer is not reliable.
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ class Family:
     features: dict
     models: list = field(repr=False)
     extra: dict = field(default_factory=dict, repr=False)
+
+    def describe(self) -> str:
+        """E.g. 'the 6 actor-protocol fold models, averaged' or 'the random-protocol model random-0'."""
+        if len(self.runs) == 1:
+            return f"the {self.protocol}-protocol model {self.runs[0]}"
+        return f"the {len(self.runs)} {self.protocol}-protocol fold models, averaged"
 
     def proba(self, x) -> np.ndarray:
         """Mean of the fold models' class probabilities, in self.classes' order."""
@@ -175,24 +182,37 @@ def analyse(path: Path, fams: list[Family], pp: PredictParams, grid: FeaturesLog
     return analyse_audio(y, sr, path, fams, pp, grid)
 
 
+def cnn_input(y_cnn: np.ndarray, pp: PredictParams, grid: FeaturesLogmel) -> tuple[np.ndarray, bool]:
+    """What the CNN-LSTM reads of a recording (samples at grid.sample_rate from grid.offset_s):
+    with less audio than pp.loop_below_s (and than one window), the audio looped to fill one
+    window (True); else as it is, a recording shorter than the window zero-padded as the stage
+    pads a clip. Much padding reads as "surprised" (bench_short.py measures both)."""
+    if len(y_cnn) >= min(pp.loop_below_s * grid.sample_rate, grid.n_samples):
+        return y_cnn, False
+    return np.resize(y_cnn, grid.n_samples), True
+
+
 def analyse_audio(y: np.ndarray, sr: int, path: Path | str, fams: list[Family], pp: PredictParams,
                   grid: FeaturesLogmel) -> dict:
     """One recording (mono samples at `sr`): the timeline of segments and the whole, for every
     family. The segments are the CNN-LSTM's windows (`grid`: its feature params), whichever
-    models run."""
+    models run. The CNN-LSTM reads a very short recording as `cnn_input` says; times are
+    reported as recorded."""
     duration = len(y) / sr
-    out: dict = {"file": str(path), "duration_s": round(duration, 3), "whole": {}, "segments": []}
+    out: dict = {"file": str(path), "duration_s": round(duration, 3), "sample_rate": sr,
+                 "warnings": [], "whole": {}, "segments": []}
     cnn = next((f for f in fams if f.kind == "cnn_lstm"), None)
     rate, offset = grid.sample_rate, grid.offset_s
     y_cnn = at_rate(y, sr, rate, offset)
     if len(y_cnn) == 0:
         raise SerError(f"{path}: no audio after the first {offset:g} s, which the models skip")
+    n_real = len(y_cnn)
     hop = max(1, round(pp.hop_s * rate))
+    bounds = segment_bounds(n_real, grid, hop)
+    looped = False
     if cnn is not None:
-        segs = recording_windows(y_cnn, grid, hop)
-        bounds = [(s, e) for s, e, _ in segs]
-    else:
-        bounds = segment_bounds(len(y_cnn), grid, hop)
+        y_in, looped = cnn_input(y_cnn, pp, grid)
+        segs = recording_windows(y_in, grid, hop)  # a looped recording: one full window
     min_len = round(pp.reliable_min_s * rate)
     for s, e in bounds:
         out["segments"].append({"start_s": round(offset + s / rate, 3), "end_s": round(offset + e / rate, 3),
@@ -203,6 +223,11 @@ def analyse_audio(y: np.ndarray, sr: int, path: Path | str, fams: list[Family], 
             whole = proba.mean(axis=0)
         else:
             sp = FeaturesStats.from_saved(fam.features)
+            if sr < sp.sample_rate:
+                out["warnings"].append(
+                    f"sampled at {sr} Hz, below the {sp.sample_rate} Hz audio the SVM's statistics "
+                    f"are taken from: its answers are unreliable (on RAVDESS clips sampled at 8 kHz "
+                    f"it is at chance: benchmarks/bench_bandwidth.py)")
             ys = at_rate(y, sr, sp.sample_rate)
             rows = [clip_stats(ys, sp.sample_rate, sp)]
             for seg in out["segments"]:
@@ -217,8 +242,12 @@ def analyse_audio(y: np.ndarray, sr: int, path: Path | str, fams: list[Family], 
         for seg, pr in zip(out["segments"], proba):
             seg[fam.kind] = _entry(fam.classes, pr)
     if all(seg["short"] for seg in out["segments"]):
-        out["warning"] = (f"shorter than {pp.reliable_min_s:g} s of audio after the first "
-                          f"{offset:g} s: every answer is unreliable")
+        fill = "looped" if looped else "zero-padded"
+        out["warnings"].append(
+            f"{n_real / rate:.2f} s of audio after the first {offset:g} s, less than any training "
+            f"clip ({pp.reliable_min_s:g} s): every answer is unreliable"
+            + (f"; the CNN-LSTM read it {fill} to its {grid.n_samples / rate:.2f} s window"
+               if cnn is not None else ""))
     return out
 
 
@@ -243,7 +272,7 @@ def to_text(results: list[dict], fams: list[Family]) -> str:
     lines = []
     for r in results:
         lines.append(f"{r['file']} ({r['duration_s']:.1f} s, {len(r['segments'])} segments)"
-                     + (f"  [{r['warning']}]" if "warning" in r else ""))
+                     + "".join(f"\n  warning: {w}" for w in r["warnings"]))
         for fam in fams:
             e = r["whole"][fam.kind]
             lines.append(f"  whole recording, {MODEL_NAMES[fam.kind]:8s}: {e['top']:9s} {e['prob']:.2f}")
@@ -269,7 +298,7 @@ def plot(result: dict, fams: list[Family], path: Path) -> None:
                 ax.axvspan(s["start_s"], s["end_s"], color="grey", alpha=0.15)
         ax.set_ylim(0, 1)
         ax.set_ylabel("probability")
-        ax.set_title(f"{MODEL_NAMES[fam.kind]} ({fam.protocol} folds, {len(fam.runs)} models); "
+        ax.set_title(f"{MODEL_NAMES[fam.kind]} ({fam.describe()}); "
                      f"whole: {result['whole'][fam.kind]['top']}", fontsize=9)
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=7, ncol=4, loc="upper right")
@@ -297,8 +326,7 @@ def run(paths: list[Path], *, which: str = "both", protocol: str = "auto", fold:
     pp = params.predict if hop is None else params.predict.model_copy(update={"hop_s": hop})
     fams = load_families(models, which, protocol, params, fold)
     for fam in fams:
-        log.info("%s: %d %s-protocol models (%s), averaged", MODEL_NAMES[fam.kind], len(fam.runs),
-                 fam.protocol, ", ".join(fam.runs))
+        log.info("%s: %s", MODEL_NAMES[fam.kind], fam.describe())
     cnn = next((f for f in fams if f.kind == "cnn_lstm"), None)
     grid = FeaturesLogmel.from_saved(cnn.features) if cnn else params.features_logmel
     files = audio_files(paths)
@@ -319,7 +347,11 @@ def run(paths: list[Path], *, which: str = "both", protocol: str = "auto", fold:
         if csv_out:
             _write(csv_out, to_rows(results, fams).to_csv(index=False))
         if json_out != "-" and csv_out != "-":
-            print(to_text(results, fams))
+            print(to_text(results, fams))  # the warnings under each file
+        else:
+            for r in results:
+                for w in r["warnings"]:
+                    print(f"warning: {r['file']}: {w}", file=sys.stderr)
         if plot_out:
             one = len(results) == 1 and plot_out.suffix.lower() == ".png"
             for r in results:
