@@ -12,17 +12,15 @@ Needs `dvc repro` to have trained the protocol's folds (a fold without models is
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
 import librosa
 import pandas as pd
 from tqdm import tqdm
 
+from reuse_memory import reexec_script
 from ser import predict
 from ser.audio import decode
-from ser.cpu import MALLOC_ENV
 from ser.params import FeaturesLogmel, load_params
 from ser.store import read_fold, read_manifest
 
@@ -35,9 +33,7 @@ def main() -> None:
     ap.add_argument("--protocol", default="random", choices=["random", "actor", "holdout"])
     ap.add_argument("--every", type=int, default=1, help="take every n-th test clip (quicker)")
     a = ap.parse_args()
-    if os.environ.get("MALLOC_MMAP_MAX_") is None:  # as `ser predict` runs (ser.cpu): 4x faster
-        os.environ.update(MALLOC_ENV)
-        os.execv(sys.executable, [sys.executable, __file__, *sys.argv[1:]])
+    reexec_script()  # as `ser predict` runs
     params = load_params(a.params)
     manifest = read_manifest(Path("data/prepared/manifest.csv")).set_index("clip_id")
     rows = []

@@ -14,7 +14,6 @@ least 50x, a 10-minute recording in under 12 s).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -25,8 +24,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from reuse_memory import reexec_script
 from ser import predict
-from ser.cpu import MALLOC_ENV
 from ser.params import FeaturesLogmel, load_params
 from ser.svm import fit
 from ser.train import build_model, code_version
@@ -80,9 +79,7 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=6, help="generated fold models per family")
     ap.add_argument("--minutes", type=float, default=10.0)
     a = ap.parse_args()
-    if os.environ.get("MALLOC_MMAP_MAX_") is None:  # as `ser predict` runs (ser.cpu)
-        os.environ.update(MALLOC_ENV)
-        os.execv(sys.executable, [sys.executable, __file__, *sys.argv[1:]])
+    reexec_script()  # as `ser predict` runs
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

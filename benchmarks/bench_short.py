@@ -18,17 +18,15 @@ gives that answer to most clips). Needs the fold's models.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from reuse_memory import reexec_script
 from ser import predict
 from ser.audio import decode
-from ser.cpu import MALLOC_ENV
 from ser.params import FeaturesLogmel, load_params
 from ser.store import read_fold, read_manifest
 
@@ -58,9 +56,7 @@ def main() -> None:
     ap.add_argument("--model", default="both", choices=["svm", "cnn_lstm", "both"])
     ap.add_argument("--every", type=int, default=1, help="take every n-th clip (quicker)")
     a = ap.parse_args()
-    if os.environ.get("MALLOC_MMAP_MAX_") is None:  # as `ser predict` runs (ser.cpu): 4x faster
-        os.environ.update(MALLOC_ENV)
-        os.execv(sys.executable, [sys.executable, __file__, *sys.argv[1:]])
+    reexec_script()  # as `ser predict` runs
     params = load_params(a.params)
     protocol, fold = a.run.rsplit("-", 1)
     fams = predict.load_families(Path("data/models"), a.model, protocol, params, int(fold))
