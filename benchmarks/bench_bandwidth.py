@@ -21,7 +21,7 @@ from tqdm import tqdm
 from reuse_memory import reexec_script
 from ser import predict
 from ser.audio import decode
-from ser.params import FeaturesLogmel, load_params
+from ser.params import load_params
 from ser.store import read_fold, read_manifest
 
 RATES = (48000, 44100, 22050, 16000, 8000)
@@ -44,7 +44,7 @@ def main() -> None:
         except Exception as err:  # noqa: BLE001 - a fold not trained yet
             print(f"{run}: skipped ({err})")
             continue
-        grid = FeaturesLogmel.from_saved(next(f for f in fams if f.kind == "cnn_lstm").features)
+        grid = predict.window_grid(fams, params)
         fold = read_fold(Path(f"data/folds/{run}.csv"))
         test = fold[fold["split"] == "test"].iloc[::a.every]
         for clip, label in tqdm(zip(test["clip_id"], test["label"]), total=len(test), desc=run):

@@ -60,8 +60,7 @@ def main() -> None:
     params = load_params(a.params)
     protocol, fold = a.run.rsplit("-", 1)
     fams = predict.load_families(Path("data/models"), a.model, protocol, params, int(fold))
-    cnn = next((f for f in fams if f.kind == "cnn_lstm"), None)
-    grid = FeaturesLogmel.from_saved(cnn.features) if cnn else params.features_logmel
+    grid = predict.window_grid(fams, params)
     never = params.predict.model_copy(update={"loop_below_s": 0.0})
     variants = {"pad": (never, lambda y, sr: y), "loop": (never, lambda y, sr: loop(y, sr, grid)),
                 "predict": (params.predict, lambda y, sr: y)}

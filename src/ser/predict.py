@@ -157,6 +157,13 @@ def load_families(models: Path, which: str, protocol: str, params: Params,
     return out
 
 
+def window_grid(fams: list[Family], params: Params) -> FeaturesLogmel:
+    """The feature params that cut a recording into segments: the CNN-LSTM's own (saved with its
+    models) when it runs, else params.yaml's."""
+    cnn = next((f for f in fams if f.kind == "cnn_lstm"), None)
+    return FeaturesLogmel.from_saved(cnn.features) if cnn else params.features_logmel
+
+
 def audio_files(paths: list[Path]) -> list[Path]:
     """The files given, and the audio files inside the folders given, in a stable order."""
     out = []
@@ -327,8 +334,7 @@ def run(paths: list[Path], *, which: str = "both", protocol: str = "auto", fold:
     fams = load_families(models, which, protocol, params, fold)
     for fam in fams:
         log.info("%s: %s", MODEL_NAMES[fam.kind], fam.describe())
-    cnn = next((f for f in fams if f.kind == "cnn_lstm"), None)
-    grid = FeaturesLogmel.from_saved(cnn.features) if cnn else params.features_logmel
+    grid = window_grid(fams, params)
     files = audio_files(paths)
     if not files:
         raise SerError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {', '.join(map(str, paths))}")
