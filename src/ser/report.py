@@ -253,7 +253,8 @@ def build_blocks(res: dict[str, dict], drop: dict | None, labels: dict[str, str]
     for p, r in res.items():
         b.append({"h2": f"{labels[p][0].upper()}{labels[p][1:]}"})
         b.append({"p": f"{r['n']} test clips of {r['actors']} actors, pooled over "
-                       f"{len(r['folds'])} fold(s); intervals resample {UNIT[p]}."})
+                       f"{len(r['folds'])} fold{'s' if len(r['folds']) > 1 else ''}; intervals resample "
+                       f"{UNIT[p]}."})
         b.append(_table(["model", "accuracy", "balanced accuracy", "macro-F1"],
                         [[MODELS[m]] + [r[m][k].fmt() for k in SUMMARY] for m in MODELS]))
         g = r["gap"]
