@@ -237,6 +237,8 @@ def build_blocks(res: dict[str, dict], drop: dict | None, labels: dict[str, str]
                    "two-sided binomial test on the clips exactly one model got right."})
     if "accuracy" in figs:
         b.append({"img": (figs["accuracy"], "Pooled accuracy of both models under each protocol")})
+    if "actors" in figs:
+        b.append({"img": (figs["actors"], "Test accuracy per actor")})
     if "random" in res:
         b.append({"h2": "The reference's claims beside ours"})
         b += [{"p": s} for s in verdict(res["random"], conf)]
@@ -248,8 +250,6 @@ def build_blocks(res: dict[str, dict], drop: dict | None, labels: dict[str, str]
         b.append({"p": "The reference's 74% validation figure is not comparable: the validation "
                        "clips choose the CNN-LSTM's best epoch, so its validation accuracy is biased "
                        "upward. Every figure here is on test clips, which chose nothing."})
-    if "actors" in figs:
-        b.append({"img": (figs["actors"], "Test accuracy per actor")})
     for p, r in res.items():
         b.append({"h2": f"{labels[p][0].upper()}{labels[p][1:]}"})
         b.append({"p": f"{r['n']} test clips of {r['actors']} actors, pooled over "
