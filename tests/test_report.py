@@ -147,7 +147,7 @@ def test_report_from_known_predictions(tmp_path):
         assert m[f"{prot}.svm.accuracy"] == 0.5 and m[f"{prot}.cnn_lstm.accuracy"] == 0.75
         assert m[f"{prot}.gap.accuracy_pp"] == 25.0
         assert m[f"{prot}.gap.accuracy_pp_ci_low"] < 25 < m[f"{prot}.gap.accuracy_pp_ci_high"]
-        assert m[f"{prot}.gap.mcnemar_p"] == pytest.approx(binomtest(30, 30, 0.5).pvalue, abs=1e-4)
+        assert m[f"{prot}.gap.mcnemar_p"] == pytest.approx(binomtest(30, 30, 0.5).pvalue, rel=1e-2)
     assert m["drop.svm.accuracy_pp"] == 0.0 == m["drop.cnn_lstm.accuracy_pp"]
     folds = json.loads((out / "metrics_folds.json").read_text())
     assert folds["runs.actor-0.svm.accuracy"] == round(16 / 30, 4)  # clips 0-29: i % 4 < 2

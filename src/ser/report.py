@@ -337,7 +337,7 @@ def flat_metrics(res: dict[str, dict], drop: dict | None) -> tuple[dict, dict]:
             for k in SUMMARY[1:]:
                 head[f"{p}.{m}.{k}"] = round(r[m][k].value, 4)
         _flat_interval(head, f"{p}.gap.accuracy_pp", r["gap"]["accuracy_pp"], digits=2)
-        head[f"{p}.gap.mcnemar_p"] = round(r["gap"]["mcnemar_p"], 4)
+        head[f"{p}.gap.mcnemar_p"] = float(f"{r['gap']['mcnemar_p']:.3g}")  # 3 digits: p can be 1e-12
         for f in r["folds"]:
             key = f"runs.{f['run']}"
             for m in MODELS:
