@@ -22,9 +22,10 @@ import time
 
 import torch
 
+from ser.cnn_lstm import CNNLSTM, prepare
 from ser.cpu import MALLOC_ENV
-from ser.model import CNNLSTM
-from ser.train import make_step, prepare_model
+from ser.params import load_params
+from ser.stages.train_cnn_lstm import make_step, network_args
 
 
 def seconds(fn, calls: int, device: str) -> float:
@@ -43,10 +44,12 @@ def bench(option: str, batches: int, batch_size: int, windows: int, warmup: int,
           epoch_clips: int, eval_batches: int, device: str) -> None:
     flags = set(option.split("+"))
     torch.manual_seed(0)
-    model = CNNLSTM(n_classes=7, fast_dropout="fastdrop" in flags,
-                    pool_first="poolfirst" in flags).to(device)
-    model, autocast = prepare_model(model, device=device, channels_last="cl" in flags,
-                                    bf16="bf16" in flags, compile="compile" in flags)
+    params = load_params()  # the reference network as params.yaml defines it
+    net = {**network_args(params.train_cnn_lstm, params.features_logmel.saved()),
+           "fast_dropout": "fastdrop" in flags, "pool_first": "poolfirst" in flags}
+    model = CNNLSTM(7, **net).to(device)
+    model, autocast = prepare(model, device=device, channels_last="cl" in flags,
+                              bf16="bf16" in flags, compile="compile" in flags)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.8)
     step = make_step(model, opt, autocast)
     x = torch.randn(batch_size, windows, 128, 128, device=device) * 20 - 40

@@ -30,8 +30,8 @@ def sh(*args, cwd, env, ok=True):
 
 
 def make_repo(d: Path, archive: Path) -> dict:
-    for name in ("src", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvc/config", ".dvcignore",
-                 ".gitignore"):
+    for name in ("src", "bin", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvc/config",
+                 ".dvcignore", ".gitignore"):
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, d / name, ignore=shutil.ignore_patterns("__pycache__"))

@@ -16,11 +16,12 @@ def reexec_with_reused_memory(module: str) -> None:
     Every training step allocates activations of hundreds of MB; by default glibc serves each
     from a fresh mmap and unmaps it on free, so every step pays page faults on all of them.
     Measured (benchmarks/bench_train.py, 2 cores): 3.4 -> 1.6 s per batch of the reference
-    model with channels-last + bf16. Does nothing off Linux or when already set.
+    model with channels-last + bf16. Does nothing off Linux or when already set. The restart
+    runs with -P: the current folder is not put on sys.path, so a stray ser.py there cannot run.
     """
     if not sys.platform.startswith("linux") or os.environ.get("MALLOC_MMAP_MAX_") is not None:
         return
     os.environ.update(MALLOC_ENV)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]])
+    os.execv(sys.executable, [sys.executable, "-P", "-m", module, *sys.argv[1:]])

@@ -159,6 +159,12 @@ class FeaturesLogmel(_FeatureSection):
         return self
 
 
+class FeaturesEgemaps(_FeatureSection):
+    sample_rate: Annotated[int, Field(ge=8000)]
+    feature_set: Literal["eGeMAPSv02"]  # openSMILE's name; 88 functionals per recording
+    n_jobs: Jobs
+
+
 class TrainSvm(_Section):
     p_value: Prob
     pca_components: Annotated[int, Field(ge=0)]  # 0: no PCA
@@ -224,6 +230,7 @@ class Params(_Section):
     prepare: Prepare
     features_stats: FeaturesStats
     features_logmel: FeaturesLogmel
+    features_egemaps: FeaturesEgemaps
     folds: Folds
     train_svm: TrainSvm
     train_cnn_lstm: TrainCnnLstm
@@ -285,22 +292,3 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
     return parse_params(data, str(path))
-
-
-def main() -> None:
-    """Stage params: validate the whole of params.yaml before any other stage touches its outputs."""
-    import argparse
-
-    from ser.io import write_text
-    ap = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
-    ap.add_argument("--params", type=Path, default=PARAMS_FILE)
-    ap.add_argument("--out", type=Path, required=True, help="written, always the same, when valid")
-    a = ap.parse_args()
-    load_params(a.params)
-    write_text(a.out, "params.yaml is valid\n")
-    logging.getLogger("params").info("%s: valid", a.params)
-
-
-if __name__ == "__main__":
-    from ser.errors import run_cli
-    run_cli(main)

@@ -1,7 +1,8 @@
-"""The predictions table both models write, and the summary metrics read off it.
+"""The predictions table every model family's training stage writes, and the summary metrics
+read off it.
 
 One row per clip: clip_id, split, label (true), pred, and prob_<class> for every class; pred is
-always the most probable class. The report compares the models clip by clip through it, so its
+always the most probable class. The report compares the families clip by clip through it, so its
 format lives here alone, and every table is checked where it is read.
 """
 
@@ -46,6 +47,8 @@ def read_predictions(path) -> pd.DataFrame:
     missing = {"clip_id", "split", "label", "pred"} - set(df.columns)
     if missing or not classes_of(df):
         raise SerError(f"{path}: not a predictions table (missing {sorted(missing) or 'prob_ columns'})")
+    if df.empty:
+        raise SerError(f"{path}: a predictions table without rows")
     classes = classes_of(df)
     dup = df["clip_id"].duplicated()
     if dup.any():

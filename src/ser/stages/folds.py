@@ -1,6 +1,6 @@
 """Stage folds: which clips train, validate and test in each run (a protocol and a fold).
 
-    python -m ser.folds --manifest data/prepared/manifest.csv --out data/folds
+    bin/stage folds --manifest data/prepared/manifest.csv --out data/folds
 
 Writes `<run>.csv` (clip_id, actor, label, split) for every run in `folds.runs`:
 - random-k: stratified K-fold over all clips; fold k tests, and its validation clips are drawn,
@@ -23,7 +23,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from ser.errors import SerError, run_cli
 from ser.io import atomic_dir
-from ser.params import Folds, load_params, parse_run
+from ser.params import PARAMS_FILE, Folds, load_params, parse_run
 from ser.store import FOLD_COLUMNS, SPLITS, read_manifest
 
 log = logging.getLogger("folds")
@@ -120,7 +120,7 @@ def run(params_path: Path, manifest_path: Path, out: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument("--params", type=Path, default=PARAMS_FILE)
     ap.add_argument("--manifest", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()

@@ -1,11 +1,7 @@
-"""Stage features_logmel: log-mel spectrograms cut into rolling windows (the CNN-LSTM's input).
+"""Feature family `logmel`: log-mel spectrograms cut into rolling windows (the CNN-LSTM's input),
+from any audio. Used by the features_logmel stage (a clip and its noisy copies) and by
+prediction (a recording of any length, in segments) alike.
 
-    python -m ser.features_logmel --corpus data/raw/ravdess \
-        --manifest data/prepared/manifest.csv --out data/features/logmel
-
-Writes `logmel.npy` and `index.csv` (format: ser.store) for every clip of the manifest,
-each followed by its noisy copies: every clip trains in some fold, and a fold's training stage
-takes the copies of its own training clips only.
 As the reference: 16 kHz from 0.5 s, z-scored, padded or cut to 49,100 samples, STFT 512 with a
 256-sample Hamming window and hop 128, 128 mels up to 4 kHz, dB relative to the maximum, windows
 of 128 frames every 64.
@@ -13,24 +9,16 @@ of 128 frames every 64.
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 import zlib
 from pathlib import Path
 
 import librosa
 import numpy as np
-from joblib import Parallel, delayed
-from tqdm import tqdm
 
 from ser.audio import load
-from ser.errors import run_cli
-from ser.io import atomic_dir
-from ser.params import FeaturesLogmel, load_params
-from ser.store import FEATURE_PARAMS, LOGMEL_ARRAY, LOGMEL_INDEX, logmel_index, read_manifest
+from ser.params import FeaturesLogmel
 
-log = logging.getLogger("features_logmel")
+FAMILY = "logmel"
 
 
 def zscore(y: np.ndarray) -> np.ndarray:
@@ -114,42 +102,3 @@ def clip_features(path: Path, clip_id: str, copies: int, p: FeaturesLogmel) -> n
         snr = rng.integers(p.snr_db_min, p.snr_db_max + 1)
         out.append(logmel_windows(add_noise(y, float(snr), rng), p))
     return np.stack(out).astype(p.dtype)
-
-
-def run(params_path: Path, corpus: Path, manifest_path: Path, out: Path) -> None:
-    p = load_params(params_path).features_logmel
-    manifest = read_manifest(manifest_path)
-    index = logmel_index(list(manifest["clip_id"]), p.augment_copies)
-    n_frames = 1 + p.n_samples // p.hop_length
-    shape = (len(index), 1 + (n_frames - p.win_size) // p.win_step, p.n_mels, p.win_size)
-    log.info("log-mel windows for %d clips (%d rows with augmentation) -> %s %s",
-             len(manifest), len(index), shape, p.dtype)
-    jobs = Parallel(n_jobs=p.n_jobs, return_as="generator")(
-        delayed(clip_features)(corpus / r.path, r.clip_id, p.augment_copies, p)
-        for r in manifest.itertuples(index=False))
-    with atomic_dir(out) as tmp:
-        x = np.lib.format.open_memmap(tmp / LOGMEL_ARRAY, mode="w+", dtype=p.dtype, shape=shape)
-        row = 0
-        for feats in tqdm(jobs, total=len(manifest), desc="features_logmel", unit="clip"):
-            x[row:row + len(feats)] = feats
-            row += len(feats)
-        x.flush()
-        del x
-        index.to_csv(tmp / LOGMEL_INDEX, index=False)
-        (tmp / FEATURE_PARAMS).write_text(json.dumps(p.saved(), indent=2,
-                                                     sort_keys=True) + "\n")
-    log.info("wrote %s", out)
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
-    ap.add_argument("--corpus", type=Path, required=True)
-    ap.add_argument("--manifest", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
-    a = ap.parse_args()
-    run(a.params, a.corpus, a.manifest, a.out)
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -1,6 +1,6 @@
 """Stage download: fetch (or take a local copy of) the RAVDESS speech archive, verify, extract.
 
-    python -m ser.corpus --out data/raw/ravdess --downloads data/downloads
+    bin/stage download --out data/raw/ravdess --downloads data/downloads
 
 The default source is the official Zenodo archive (url and md5 in params.yaml). Set
 RAVDESS_ARCHIVE=/path/to/archive.zip to use a local copy instead: the original zip (checked
@@ -28,7 +28,7 @@ from tqdm import tqdm
 from ser.errors import SerError, run_cli
 from ser.io import atomic_dir
 from ser.labels import AUDIO_SUFFIXES, expected_stems, parse_name
-from ser.params import Download, load_params
+from ser.params import PARAMS_FILE, Download, load_params
 
 log = logging.getLogger("download")
 ARCHIVE_ENV = "RAVDESS_ARCHIVE"
@@ -218,7 +218,7 @@ def run(params_path: Path, out: Path, downloads: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument("--params", type=Path, default=PARAMS_FILE)
     ap.add_argument("--out", type=Path, required=True, help="corpus folder to create")
     ap.add_argument("--downloads", type=Path, required=True, help="where the archive is kept")
     a = ap.parse_args()

@@ -1,7 +1,5 @@
-"""Stage features_stats: global statistics of frame-level acoustic features (the SVM's input).
-
-    python -m ser.features_stats --corpus data/raw/ravdess \
-        --manifest data/prepared/manifest.csv --out data/features/stats.parquet
+"""Feature family `stats`: global statistics of frame-level acoustic features (the reference SVM's
+input), from any audio. Used by the features_stats stage and by prediction alike.
 
 The reference's 20 short-term features (pyAudioAnalysis' set: zero-crossing rate, energy,
 entropy of energy, spectral centroid, spread, entropy, flux, roll-off and 12 MFCCs) on 25 ms
@@ -11,25 +9,18 @@ The STFT is computed once per clip and shared by every spectral feature.
 
 from __future__ import annotations
 
-import argparse
-import logging
 import warnings
 from pathlib import Path
 
 import librosa
 import numpy as np
-import pandas as pd
-from joblib import Parallel, delayed
 from scipy import stats
-from tqdm import tqdm
 
 from ser.audio import load
-from ser.errors import SerError, run_cli
-from ser.io import atomic_path
-from ser.params import FeaturesStats, load_params
-from ser.store import read_manifest
+from ser.errors import SerError
+from ser.params import FeaturesStats
 
-log = logging.getLogger("features_stats")
+FAMILY = "stats"
 STATS = ("mean", "std", "median", "kurtosis", "skew", "p01", "p99", "min", "max", "range")
 _EPS = np.finfo(float).eps
 
@@ -99,36 +90,10 @@ def clip_stats(y: np.ndarray, sr: int, p: FeaturesStats) -> np.ndarray:
     return summarise(frame_features(y, sr, p)).ravel()
 
 
-def _clip(path: Path, p: FeaturesStats) -> np.ndarray:
+def from_file(path: Path, p: FeaturesStats) -> np.ndarray:
+    """The features of one audio file, checked finite: what the stage writes for a clip."""
     v = clip_stats(load(path, p.sample_rate), p.sample_rate, p)
     if not np.isfinite(v).all():
         bad = [c for c, ok in zip(columns(p), np.isfinite(v)) if not ok]
         raise SerError(f"{path}: non-finite statistical features ({', '.join(bad[:3])})")
     return v
-
-
-def run(params_path: Path, corpus: Path, manifest_path: Path, out: Path) -> None:
-    p = load_params(params_path).features_stats
-    manifest = read_manifest(manifest_path)
-    log.info("%d statistics for %d clips", len(columns(p)), len(manifest))
-    rows = Parallel(n_jobs=p.n_jobs)(delayed(_clip)(corpus / path, p) for path in
-                                     tqdm(manifest["path"], desc="features_stats", unit="clip"))
-    df = pd.DataFrame(np.vstack(rows), columns=columns(p), index=manifest["clip_id"])
-    df.attrs["params"] = p.saved()  # a model file carries them
-    with atomic_path(out) as tmp:
-        df.to_parquet(tmp)
-    log.info("wrote %s (%d x %d)", out, *df.shape)
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
-    ap.add_argument("--corpus", type=Path, required=True)
-    ap.add_argument("--manifest", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
-    a = ap.parse_args()
-    run(a.params, a.corpus, a.manifest, a.out)
-
-
-if __name__ == "__main__":
-    run_cli(main)

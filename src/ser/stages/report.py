@@ -1,7 +1,7 @@
 """Stage report: the accuracy gap between the CNN-LSTM and the SVM, pooled over folds, with its
 uncertainty, under every protocol run.
 
-    python -m ser.report --runs data/runs --manifest data/prepared/manifest.csv --out reports
+    bin/stage report --runs data/runs --manifest data/prepared/manifest.csv --out reports
 
 Reads each run's predictions tables (data/runs/<model>/<run>/predictions.csv), pools the test
 clips of every fold of a protocol (under cross-validation each clip is tested exactly once), and
@@ -30,7 +30,7 @@ from ser import figures, stats
 from ser.errors import SerError, run_cli
 from ser.evaluate import PROB_PREFIX, classes_of, read_predictions
 from ser.io import atomic_path, write_json, write_text
-from ser.params import Params, load_params
+from ser.params import PARAMS_FILE, Params, load_params
 from ser.render import to_html, to_markdown
 from ser.stats import SUMMARY, Interval
 from ser.store import read_manifest
@@ -444,7 +444,7 @@ def run(params_path: Path, runs: Path, manifest_path: Path, out: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument("--params", type=Path, default=PARAMS_FILE)
     ap.add_argument("--runs", type=Path, required=True, help="the training stages' run folders")
     ap.add_argument("--manifest", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)

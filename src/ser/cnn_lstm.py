@@ -1,17 +1,26 @@
-"""The time-distributed CNN + LSTM of the reference method, in PyTorch.
+"""The time-distributed CNN + LSTM network of the reference method, in PyTorch.
 
 Each log-mel window goes through the same four Local Feature Learning Blocks (LFLB); the
 per-window vectors feed an LSTM whose last state is classified. Initialisation and batch-norm
-settings follow Keras' defaults, since the reference was written in Keras.
+settings follow Keras' defaults, since the reference was written in Keras. The constructor's
+arguments come from params.yaml's train_cnn_lstm section (ser.stages.train_cnn_lstm) and travel
+in every model file (ser.modelfile), from which `load` rebuilds the network for inference.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import functools
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ser import modelfile
+from ser.errors import SerError
 
 
 class LFLB(nn.Sequential):
@@ -22,8 +31,7 @@ class LFLB(nn.Sequential):
     """
 
     def __init__(self, c_in: int, c_out: int, kernel: int, pool: int, dropout: float,
-                 bn_momentum: float, bn_eps: float, fast_dropout: bool = True,
-                 pool_first: bool = True) -> None:
+                 bn_momentum: float, bn_eps: float, fast_dropout: bool, pool_first: bool) -> None:
         conv = nn.Conv2d(c_in, c_out, kernel, padding="same")
         drop = FastDropout(dropout) if fast_dropout else nn.Dropout(dropout)
         if pool_first:
@@ -98,24 +106,24 @@ class _ChannelStats(torch.autograd.Function):
 
 
 class CNNLSTM(nn.Module):
-    """Input (batch, windows, mels, frames) -> logits (batch, classes)."""
+    """Input (batch, windows, mels, frames) -> logits (batch, classes); input_shape is one
+    window's (mels, frames)."""
 
-    def __init__(self, n_classes: int, *, filters: Sequence[int] = (64, 64, 128, 128),
-                 pools: Sequence[int] = (2, 4, 4, 4), kernel: int = 3, dropout: float = 0.2,
-                 lstm_units: int = 256, lstm_layers: int = 1, lstm_dropout: float = 0.2,
-                 bn_momentum: float = 0.01, bn_eps: float = 1e-3, input_size: int = 128,
-                 fast_dropout: bool = True, pool_first: bool = True,
-                 lstm: str = "keras") -> None:
+    def __init__(self, n_classes: int, *, filters: Sequence[int], pools: Sequence[int],
+                 kernel: int, dropout: float, lstm_units: int, lstm_layers: int,
+                 lstm_dropout: float, bn_momentum: float, bn_eps: float,
+                 input_shape: Sequence[int], fast_dropout: bool, pool_first: bool,
+                 lstm: str) -> None:
         super().__init__()
         if len(filters) != len(pools):
             raise ValueError("filters and pools must have the same length")
-        blocks, c_in, side = [], 1, input_size
+        blocks, c_in, (h, w) = [], 1, input_shape  # a window: mels x frames
         for c_out, pool in zip(filters, pools):
             blocks.append(LFLB(c_in, c_out, kernel, pool, dropout, bn_momentum, bn_eps,
                                fast_dropout, pool_first))
-            c_in, side = c_out, -(-side // pool)
+            c_in, h, w = c_out, -(-h // pool), -(-w // pool)  # ceil_mode pooling
         self.blocks = nn.Sequential(*blocks)
-        self.window_features = c_in * side * side
+        self.window_features = c_in * h * w
         lstms = {"keras": KerasLSTM, "torch": TorchLSTM}
         if lstm not in lstms:
             raise ValueError(f"lstm must be 'keras' or 'torch', got {lstm!r}")
@@ -302,3 +310,62 @@ class FastDropout(nn.Module):
         # one multiplier tensor (0 or 1/(1-p)) serves the forward and the backward pass
         scale = keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))  # 2.5x faster than torch.where
         return x * scale  # autograd keeps scale (no grad) and multiplies the gradient by it
+
+
+# ---------------------------------------------------------------- devices and precision
+
+def resolve_device(name: str) -> str:
+    """'auto': cuda when available, else cpu; 'cuda' without a CUDA device is an error."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SerError("device 'cuda' was asked for but no CUDA device is available")
+    return name
+
+
+def bf16_supported(device: str) -> bool:
+    if device == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def prepare(model: nn.Module, *, device: str, channels_last: bool, bf16: bool | str,
+            compile: bool = False) -> tuple[nn.Module, Callable[[], contextlib.AbstractContextManager]]:
+    """Move the model, set its memory format; return the (possibly compiled) model and autocast.
+    bf16 "auto": where the processor supports it."""
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    use_bf16 = bf16_supported(device) if bf16 == "auto" else bool(bf16)
+    if use_bf16 and not bf16_supported(device):
+        raise SerError(f"bf16 was asked for but this {device} has no bf16 support")
+    autocast = functools.partial(torch.autocast, device_type=device, dtype=torch.bfloat16,
+                                 enabled=use_bf16)
+    if compile:
+        model = torch.compile(model)
+    return model, autocast
+
+
+def read_model(path: Path, *, bf16: bool | str = "auto") -> tuple[dict, Callable[[np.ndarray], np.ndarray]]:
+    """A CNN-LSTM model file: (its meta, a function from log-mel windows (segments, windows, mels,
+    frames) to class probabilities in meta["classes"]' order). Precision is the reader's: bf16
+    where the processor has it (bf16="auto"), else fp32; channels-last on the CPU."""
+    meta, data = modelfile.read(path, modelfile.WEIGHTS, family="cnn_lstm")
+    state = modelfile.tensors_from(data, path)
+    try:
+        raw = CNNLSTM(len(meta["classes"]), **meta["network"])
+        raw.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise SerError(f"{path}: network and weights do not match ({str(err).splitlines()[0]})") from None
+    model, autocast = prepare(raw, device="cpu", channels_last=True, bf16=bf16)
+    model.eval()
+
+    @torch.no_grad()
+    def proba(x: np.ndarray, batch: int = 64) -> np.ndarray:
+        xb = torch.from_numpy(np.asarray(x, dtype=np.float32))
+        logits = []
+        for i in range(0, len(xb), batch):
+            with autocast():
+                logits.append(model(xb[i:i + batch]).float())
+        return torch.softmax(torch.cat(logits), 1).numpy()
+    return meta, proba

@@ -1,6 +1,6 @@
 """Stage prepare: the manifest, one row per clip (its file, actor, emotion, label and duration).
 
-    python -m ser.prepare --corpus data/raw/ravdess --out data/prepared/manifest.csv
+    bin/stage prepare --corpus data/raw/ravdess --out data/prepared/manifest.csv
 
 Every clip is decoded once here, so a corrupt or truncated file stops the pipeline with its name
 before any feature is computed. Which clips train and test is the folds stage's business.
@@ -20,7 +20,7 @@ from ser.audio import probe
 from ser.errors import SerError, run_cli
 from ser.io import atomic_path
 from ser.labels import AUDIO_SUFFIXES, parse_name, training_label
-from ser.params import load_params
+from ser.params import PARAMS_FILE, load_params
 
 log = logging.getLogger("prepare")
 
@@ -61,7 +61,7 @@ def run(params_path: Path, corpus: Path, out: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument("--params", type=Path, default=PARAMS_FILE)
     ap.add_argument("--corpus", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()

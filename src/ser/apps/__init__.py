@@ -1,0 +1,1 @@
+"""Applications of the trained models: `ser predict`, `ser serve`."""

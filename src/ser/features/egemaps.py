@@ -1,0 +1,46 @@
+"""Feature family `egemaps`: the eGeMAPS v02 parameter set (Eyben et al., 2016, IEEE Trans.
+Affective Computing 7(2)), 88 functionals per recording computed by openSMILE (the `opensmile`
+package, which ships the extractor), from any audio at `sample_rate`. Used by the
+features_egemaps stage and by prediction alike.
+
+openSMILE is free for research and education, not for commercial use (its licence: README).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from ser.audio import load
+from ser.errors import SerError
+from ser.params import FeaturesEgemaps
+
+FAMILY = "egemaps"
+
+
+@functools.lru_cache(maxsize=4)
+def _smile(feature_set: str, level: str):
+    import opensmile
+    return opensmile.Smile(feature_set=opensmile.FeatureSet[feature_set],
+                           feature_level=opensmile.FeatureLevel[level])
+
+
+def columns(p: FeaturesEgemaps) -> list[str]:
+    return list(_smile(p.feature_set, "Functionals").feature_names)
+
+
+def clip_egemaps(y: np.ndarray, sr: int, p: FeaturesEgemaps) -> np.ndarray:
+    """The functionals of one waveform (samples at `sr`, which should be p.sample_rate)."""
+    df = _smile(p.feature_set, "Functionals").process_signal(np.asarray(y, dtype=np.float32), sr)
+    return df.to_numpy(dtype=np.float64)[0]
+
+
+def from_file(path: Path, p: FeaturesEgemaps) -> np.ndarray:
+    """The features of one audio file, checked finite: what the stage writes for a clip."""
+    v = clip_egemaps(load(path, p.sample_rate), p.sample_rate, p)
+    if not np.isfinite(v).all():
+        bad = [c for c, ok in zip(columns(p), np.isfinite(v)) if not ok]
+        raise SerError(f"{path}: non-finite eGeMAPS features ({', '.join(bad[:3])})")
+    return v
