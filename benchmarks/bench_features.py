@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ser import features_logmel, features_stats
+from ser.features import logmel as features_logmel, stats as features_stats
 from ser.store import load_logmel
 
 

@@ -27,14 +27,14 @@ import torch
 from reuse_memory import reexec_script
 from ser import predict
 from ser.params import FeaturesLogmel, load_params
-from ser.svm import fit
+from ser.svm_pipeline import fit
 from ser.train import build_model, code_version
 
 
 def write_models(folder: Path, folds: int, params_path: Path) -> None:
     """Fold models of the reference's sizes, in the format the training stages write. The SVM is
     fitted on weakly separable noise, so most clips are support vectors: the slow case."""
-    from ser.features_stats import columns
+    from ser.features.stats import columns
     from ser.labels import class_names
     params = load_params(params_path)
     classes = class_names(params.prepare.classes)

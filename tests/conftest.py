@@ -74,7 +74,7 @@ def small_wav_archive(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory, small_archive) -> Path:
     """The small archive extracted and validated by the download stage's own code."""
-    from ser.corpus import extract
+    from ser.stages.download import extract
     out = tmp_path_factory.mktemp("corpus") / "ravdess"
     extract(small_archive, out, SMALL_ACTORS)
     return out
@@ -110,7 +110,7 @@ def real_archive() -> Path:
 @pytest.fixture(scope="session")
 def real_small_corpus(tmp_path_factory, real_archive) -> Path:
     """Real actors 1-4 extracted from the real archive."""
-    from ser.corpus import extract
+    from ser.stages.download import extract
     out = tmp_path_factory.mktemp("real") / "ravdess"
     extract(real_archive, out, SMALL_ACTORS)
     return out

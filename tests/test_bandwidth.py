@@ -15,10 +15,10 @@ import pytest
 
 from conftest import section
 from ser.audio import at_rate, decode
-from ser.features_logmel import recording_windows
-from ser.features_stats import clip_stats
-from ser.prepare import scan
-from ser.svm import fit
+from ser.features.logmel import recording_windows
+from ser.features.stats import clip_stats
+from ser.stages.prepare import scan
+from ser.svm_pipeline import fit
 
 
 def band_limited(y: np.ndarray, sr: int, rate: int) -> np.ndarray:

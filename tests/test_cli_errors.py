@@ -1,5 +1,5 @@
-"""Every stage run directly (`python -m ser.<module>`) with a missing or wrong input stops with one
-line naming the file, never a traceback."""
+"""Every stage run directly (`python -m ser.stages.<stage>`) with a missing or wrong input stops
+with one line naming the file, never a traceback."""
 
 import subprocess
 import sys
@@ -16,20 +16,25 @@ def run(*args, cwd):
 
 
 @pytest.mark.parametrize("module,args,expect", [
-    ("ser.features_stats", ["--corpus", "c", "--manifest", "nope.csv", "--out", "o.parquet"],
+    ("ser.stages.features", ["--family", "stats", "--corpus", "c", "--manifest", "nope.csv",
+                             "--out", "o.parquet"],
      "error: nope.csv: not found (run the prepare stage first)"),
-    ("ser.features_logmel", ["--corpus", "c", "--manifest", "nope.csv", "--out", "o"],
+    ("ser.stages.features", ["--family", "logmel", "--corpus", "c", "--manifest", "nope.csv",
+                             "--out", "o"],
      "error: nope.csv: not found (run the prepare stage first)"),
-    ("ser.folds", ["--manifest", "nope.csv", "--out", "o"],
+    ("ser.stages.folds", ["--manifest", "nope.csv", "--out", "o"],
      "error: nope.csv: not found (run the prepare stage first)"),
-    ("ser.svm", ["--run", "random-0", "--folds", "f.csv", "--features", "nope.parquet",
-                 "--model", "m", "--out", "o"], "error: f.csv: not found (run the folds stage first)"),
-    ("ser.train", ["--run", "random-0", "--folds", "f.csv", "--features", "nope", "--model", "m",
+    ("ser.stages.folds", ["--manifest", ".", "--out", "o"],
+     "error: .: is a directory, not a manifest"),
+    ("ser.stages.train_svm", ["--family", "svm_stats", "--run", "random-0", "--folds", "f.csv",
+                              "--features", "nope.parquet", "--model", "m", "--out", "o"],
+     "error: f.csv: not found (run the folds stage first)"),
+    ("ser.stages.train_cnn_lstm", ["--run", "random-0", "--folds", "f.csv", "--features", "nope", "--model", "m",
                    "--out", "o", "--checkpoint", "c"],
      "error: nope/logmel.npy: not found (run the features_logmel stage first)"),
-    ("ser.report", ["--runs", "nope", "--manifest", "nope.csv", "--out", "o"],
+    ("ser.stages.report", ["--runs", "nope", "--manifest", "nope.csv", "--out", "o"],
      "error: nope.csv: not found (run the prepare stage first)"),
-    ("ser.prepare", ["--corpus", "nope", "--out", "m.csv"],
+    ("ser.stages.prepare", ["--corpus", "nope", "--out", "m.csv"],
      "error: nope: no audio files (run the download stage first)"),
 ])
 def test_missing_input_is_one_line(tmp_path, module, args, expect):
@@ -43,10 +48,11 @@ def test_missing_input_is_one_line(tmp_path, module, args, expect):
 def test_svm_names_a_missing_features_file(tmp_path):
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     (tmp_path / "f.csv").write_text("clip_id,actor,label,split\na,1,sad,train\nb,1,sad,val\nc,1,sad,test\n")
-    r = run("ser.svm", "--run", "random-0", "--folds", "f.csv", "--features", "nope.parquet",
+    r = run("ser.stages.train_svm", "--family", "svm_stats", "--run", "random-0", "--folds", "f.csv",
+            "--features", "stats.parquet",
             "--model", "m", "--out", "o", cwd=tmp_path)
     assert r.returncode == 1
-    assert r.stderr.strip() == "error: nope.parquet: not found (run the features_stats stage first)"
+    assert r.stderr.strip() == "error: stats.parquet: not found (run the features_stats stage first)"
 
 
 def test_audio_load_of_a_missing_file_is_one_line(tmp_path):

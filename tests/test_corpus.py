@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ser import corpus
-from ser.corpus import download, extract, validate_corpus, verify_archive
+from ser.stages import download as corpus
+from ser.stages.download import download, extract, validate_corpus, verify_archive
 from ser.errors import SerError
 from ser.params import load_params
 

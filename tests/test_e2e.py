@@ -71,30 +71,34 @@ def repo(tmp_path_factory, small_archive):
 
 def test_repro_runs_every_stage_and_fold(repo):
     d, _, log = repo
-    stages = ["params", "download", "prepare", "folds", "features_stats", "features_logmel", "report"]
-    stages += [f"train_{m}@{r}" for m in ("svm", "cnn_lstm") for r in RUNS]
+    stages = ["params", "download", "prepare", "folds", "features@stats", "features@egemaps",
+              "features@logmel", "report"]
+    stages += [f"train_svm@{f}-{r}" for f in ("stats", "egemaps") for r in RUNS]
+    stages += [f"train_cnn_lstm@{r}" for r in RUNS]
     for stage in stages:
         assert f"Running stage '{stage}'" in log
     m = pd.read_csv(d / "data/prepared/manifest.csv")
     assert len(m) == 224 and "split" not in m.columns
     assert pd.read_parquet(d / "data/features/stats.parquet").shape == (224, 200)
+    assert pd.read_parquet(d / "data/features/egemaps.parquet").shape == (224, 88)
     assert len(pd.read_csv(d / "data/features/logmel/index.csv")) == 224 * 2  # every clip, 1 copy
     for r in RUNS:
-        for model in ("svm", "cnn_lstm"):
+        for model in ("svm_stats", "svm_egemaps", "cnn_lstm"):
             pred = pd.read_csv(d / f"data/runs/{model}/{r}/predictions.csv")
             fold = pd.read_csv(d / f"data/folds/{r}.csv")
             assert sorted(pred["clip_id"]) == sorted(fold.loc[fold["split"] != "train", "clip_id"])
         assert json.loads((d / f"data/runs/cnn_lstm/{r}/metrics.json").read_text())["epochs_run"] == 3
-        assert not (d / f"data/checkpoints/cnn_lstm/{r}.ckpt").exists()
+        assert (d / f"data/models/cnn_lstm/{r}.model").read_bytes()[:2] == b"PK"  # a model file
     for prot in ("random", "actor"):  # every clip tested exactly once per protocol
         pooled = pd.read_csv(d / f"reports/predictions/{prot}.csv")
         assert sorted(pooled["clip_id"]) == sorted(m["clip_id"])
     metrics = json.loads((d / "reports/metrics.json").read_text())
-    for key in ("random.svm.accuracy", "actor.cnn_lstm.accuracy_ci_low", "random.gap.accuracy_pp",
-                "actor.gap.mcnemar_p", "drop.svm.accuracy_pp_ci_high"):
+    for key in ("random.svm_stats.accuracy", "actor.cnn_lstm.accuracy_ci_low",
+                "random.svm_egemaps.accuracy", "random.gap.cnn_lstm-svm_stats.accuracy_pp",
+                "actor.gap.svm_egemaps-svm_stats.mcnemar_p", "drop.svm_stats.accuracy_pp_ci_high"):
         assert key in metrics
     folds = json.loads((d / "reports/metrics_folds.json").read_text())
-    assert {f"runs.{r}.gap.accuracy_pp" for r in RUNS} <= set(folds)
+    assert {f"runs.{r}.gap.cnn_lstm-svm_stats.accuracy_pp" for r in RUNS} <= set(folds)
     md = (d / "reports/report.md").read_text()
     assert "CNN-LSTM" in md and "unseen speakers" in md and "95% CI" in md
     for fig in ("accuracy", "actors", "forest_random", "forest_actor", "curves_random", "curves_actor"):
@@ -111,13 +115,15 @@ def test_second_repro_does_nothing(repo):
 def test_dvc_lists_metrics_and_plots(repo):
     d, env, _ = repo
     shown = sh("dvc", "metrics", "show", "--json", cwd=d, env=env)
-    assert "random.gap.accuracy_pp" in shown and "runs.actor-3.svm.accuracy" in shown
+    assert "random.gap.cnn_lstm-svm_stats.accuracy_pp" in shown and "runs.actor-3.svm_stats.accuracy" in shown
     diff = sh("dvc", "metrics", "diff", "--all", cwd=d, env=env)
-    assert "actor.gap.accuracy_pp" in diff and "runs.random-1.gap.accuracy_pp" in diff
+    assert "actor.gap.cnn_lstm-svm_egemaps.accuracy_pp" in diff
+    assert "runs.random-1.gap.cnn_lstm-svm_stats.accuracy_pp" in diff
     r = sh("dvc", "plots", "show", "--json", cwd=d, env=env, ok=False)
     assert r.returncode == 0, r.stderr
     plots = json.loads(r.stdout)["data"]
-    assert "Confusion matrix, CNN-LSTM, unseen speakers (pooled)" in plots
+    assert {f"reports/plots/confusion/{f}_{p}.csv" for f in ("svm_stats", "svm_egemaps", "cnn_lstm")
+            for p in ("random", "actor")} <= set(plots)
     assert {f"reports/plots/curves/{r}.csv" for r in RUNS} <= set(plots)
 
 
@@ -143,7 +149,8 @@ def test_a_new_protocol_reruns_nothing_already_trained(repo):
     status = sh("dvc", "status", cwd=d, env=env)
     changed = {line.strip().rstrip(":") for line in status.splitlines()
                if line and not line.startswith(("\t", " ")) and line.rstrip().endswith(":")}
-    assert changed == {"train_svm@holdout-0", "train_cnn_lstm@holdout-0", "report"}, status
+    assert changed == {"train_svm@stats-holdout-0", "train_svm@egemaps-holdout-0",
+                       "train_cnn_lstm@holdout-0", "report"}, status
     sh("git", "checkout", "params.yaml", "dvc.lock", cwd=d, env=env)
     sh("dvc", "checkout", cwd=d, env=env)
     assert "up to date" in sh("dvc", "status", cwd=d, env=env)
@@ -157,7 +164,7 @@ def test_exp_run_labels_intervals_with_their_confidence(repo):
     assert "90% CI" in md and "95%" not in md
     shown = sh("dvc", "exp", "show", "--no-pager", "--csv", cwd=d, env=env)
     header = shown.splitlines()[0]
-    assert "random.gap.accuracy_pp" in header and "report.confidence" in header
+    assert "random.gap.cnn_lstm-svm_stats.accuracy_pp" in header and "report.confidence" in header
     sh("git", "checkout", "--", ".", cwd=d, env=env)
     sh("dvc", "checkout", cwd=d, env=env)
 
@@ -174,7 +181,7 @@ def test_bad_param_stops_before_any_output_is_touched(repo):
     assert "Running stage 'train_" not in r.stdout
     after = {p: p.read_bytes() for p in (d / "reports").rglob("*") if p.is_file()}
     assert after == before
-    assert all((d / f"data/models/cnn_lstm/{r}.pt").exists() for r in RUNS)
+    assert all((d / f"data/models/cnn_lstm/{r}.model").exists() for r in RUNS)
     assert (d / "data/params.ok").exists()  # persist: not even the check's own marker goes
     sh("git", "checkout", "params.yaml", cwd=d, env=env)
 
@@ -183,8 +190,9 @@ def test_interrupted_repro_resumes_to_the_same_model(repo):
     """Kill `dvc repro` and its trainer mid-fold: the rerun resumes the killed fold from its
     checkpoint and ends with the very model an uninterrupted run made; no other fold reruns."""
     d, env, _ = repo
-    model = d / "data/models/cnn_lstm/random-1.pt"
+    model = d / "data/models/cnn_lstm/random-1.model"
     before = model.read_bytes()
+    (d / "data/checkpoints/cnn_lstm/random-1.ckpt").unlink()  # a finished one would train nothing
     proc = subprocess.Popen(["dvc", "repro", "-f", "-s", "train_cnn_lstm@random-1"], cwd=d, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -220,13 +228,14 @@ def test_folds_on_two_machines_through_a_remote(tmp_path, small_archive):
         sh("git", "clone", "-q", str(origin), str(clones[name]), cwd=tmp_path, env=env)
     env_for = {n: dict(env, PYTHONPATH=str(c / "src")) for n, c in clones.items()}
     a, b, c = clones["a"], clones["b"], clones["c"]
-    sh("dvc", "repro", *[f"train_{m}@{r}" for m in ("svm", "cnn_lstm") for r in RUNS[:2]],
-       cwd=a, env=env_for["a"])
+    def training(runs):
+        return [f"train_svm@{f}-{r}" for f in ("stats", "egemaps") for r in runs] + \
+            [f"train_cnn_lstm@{r}" for r in runs]
+    sh("dvc", "repro", *training(RUNS[:2]), cwd=a, env=env_for["a"])
     sh("dvc", "push", "--run-cache", cwd=a, env=env_for["a"])
     sh("dvc", "fetch", "--run-cache", cwd=b, env=env_for["b"])  # A's runs, upstream stages too
-    out_b = sh("dvc", "repro", "--pull",
-               *[f"train_{m}@{r}" for m in ("svm", "cnn_lstm") for r in RUNS[2:]], cwd=b, env=env_for["b"])
-    assert "Running stage 'features_logmel'" not in out_b  # restored from A's run cache
+    out_b = sh("dvc", "repro", "--pull", *training(RUNS[2:]), cwd=b, env=env_for["b"])
+    assert "Running stage 'features@logmel'" not in out_b  # restored from A's run cache
     sh("dvc", "push", "--run-cache", cwd=b, env=env_for["b"])
     sh("dvc", "fetch", "--run-cache", cwd=c, env=env_for["c"])
     out_c = sh("dvc", "repro", "--pull", cwd=c, env=env_for["c"])
@@ -241,7 +250,7 @@ def test_folds_on_two_machines_through_a_remote(tmp_path, small_archive):
 # ---------------------------------------------------------------- ser predict, on the models above
 
 def predict(d, env, *args, ok=True):
-    r = subprocess.run([sys.executable, "-m", "ser.predict", "predict", *map(str, args)], cwd=d,
+    r = subprocess.run([sys.executable, "-m", "ser.apps.predict", "predict", *map(str, args)], cwd=d,
                        env=env, capture_output=True, text=True)
     if ok:
         assert r.returncode == 0, r.stderr[-3000:]
@@ -263,8 +272,10 @@ def test_predict_gives_the_pipelines_probabilities(repo, tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     out = json.loads(predict(d, env, *files, "--protocol", "actor", "--fold", "0", "--json", "-",
                              "--params", tmp_path / "params.yaml").stdout)
-    assert out["models"]["svm"]["runs"] == ["actor-0"] == out["models"]["cnn_lstm"]["runs"]
-    for model, where in (("svm", "whole"), ("cnn_lstm", "first segment")):
+    assert set(out["models"]) == {"svm_stats", "svm_egemaps", "cnn_lstm"}
+    assert all(m["runs"] == ["actor-0"] for m in out["models"].values())
+    for model, where in (("svm_stats", "whole"), ("svm_egemaps", "whole"),
+                         ("cnn_lstm", "first segment")):
         table = pd.read_csv(d / f"data/runs/{model}/actor-0/predictions.csv").set_index("clip_id")
         for clip, got in zip(clips, out["files"]):
             entry = got["whole"][model] if where == "whole" else got["segments"][0][model]
@@ -313,7 +324,7 @@ def test_predict_any_audio(repo, audio, tmp_path):
                           "short1s.wav"}
     classes = doc["models"]["cnn_lstm"]["classes"]
     for f in files.values():
-        for model in ("svm", "cnn_lstm"):
+        for model in ("svm_stats", "svm_egemaps", "cnn_lstm"):
             for entry in [f["whole"][model]] + [s[model] for s in f["segments"]]:
                 assert entry["top"] == max(entry["probs"], key=entry["probs"].get)  # top = argmax
                 assert sum(entry["probs"].values()) == pytest.approx(1, abs=2e-3)
@@ -329,7 +340,7 @@ def test_predict_any_audio(repo, audio, tmp_path):
     table = pd.read_csv(tmp_path / "out.csv")
     assert list(table.columns[:8]) == ["file", "model", "segment", "start_s", "end_s", "short",
                                        "top", "prob"]
-    assert len(table) == 2 * sum(1 + len(f["segments"]) for f in files.values())
+    assert len(table) == 3 * sum(1 + len(f["segments"]) for f in files.values())
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(
         Path(n).stem + ".png" for n in files)
     assert "whole recording, CNN-LSTM" in r.stdout
@@ -352,7 +363,7 @@ def test_predict_without_models_or_with_other_features(repo, audio, tmp_path):
     r = predict(d, env, audio / "tone.wav", "--models", tmp_path / "none", ok=False)
     assert r.returncode == 1 and r.stderr.strip().splitlines() == [
         f"error: no trained SVM models for protocol actor or random or holdout in "
-        f"{tmp_path / 'none' / 'svm'}: run `dvc repro` (its train_svm@<protocol>-<fold> stages "
+        f"{tmp_path / 'none' / 'svm_stats'}: run `dvc repro` (its train_svm@<...> stages "
         "write them)"]
     p = yaml.safe_load((d / "params.yaml").read_text())
     p["features_logmel"]["n_mels"] = 64

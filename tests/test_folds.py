@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from ser.errors import SerError
-from ser.folds import actor_folds, make_folds
+from ser.stages.folds import actor_folds, make_folds
 from ser.params import Folds
 from ser.store import read_fold
 

@@ -4,16 +4,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ser.model import (LFLB, CNNLSTM, BatchNormELUPool, FastDropout, KerasLSTM,
-                       recalibrate_batchnorm)
+from ser.cnn_lstm import (LFLB, CNNLSTM, BatchNormELUPool, FastDropout, KerasLSTM, prepare,
+                          recalibrate_batchnorm)
 from conftest import section
-from ser.train import fit, make_step, prepare_model
+from ser.stages.train_cnn_lstm import fit, make_step, network_args, summary_info
 
 TINY = dict(filters=[4, 4, 8, 8], lstm_units=16)
+WINDOW = {"n_mels": 128, "win_size": 128}
+
+
+def net(n_classes: int, **kw) -> CNNLSTM:
+    """The network params.yaml defines (train_cnn_lstm), with some values changed."""
+    return CNNLSTM(n_classes, **network_args(section("train_cnn_lstm", **kw), WINDOW))
 
 
 def test_shapes_through_every_block():
-    m = CNNLSTM(7).eval()
+    m = net(7).eval()
     x = torch.randn(2, 5, 128, 128)
     z = x.reshape(10, 1, 128, 128)
     sizes = []
@@ -25,7 +31,7 @@ def test_shapes_through_every_block():
 
 
 def test_keras_style_initialisation():
-    m = CNNLSTM(7, lstm="torch")
+    m = net(7, lstm="torch")
     assert m.blocks[0][1].momentum == 0.01 and m.blocks[0][1].eps == 1e-3
     f_bias = m.lstm.rnn.bias_ih_l0.chunk(4)[1]
     assert torch.all(f_bias == 1) and torch.all(m.lstm.rnn.bias_hh_l0 == 0)
@@ -34,7 +40,7 @@ def test_keras_style_initialisation():
 def test_keras_lstm_initialisation():
     """Keras initialises the whole (inputs, 4 x units) kernel at once: a smaller Glorot limit
     than per gate, and recurrent rows orthonormal across the four gates."""
-    m = CNNLSTM(7)
+    m = net(7)
     assert isinstance(m.lstm, KerasLSTM)
     k, r, b = m.lstm.kernel[0], m.lstm.recurrent[0], m.lstm.bias[0]
     assert k.shape == (128, 1024) and r.shape == (256, 1024)
@@ -43,7 +49,7 @@ def test_keras_lstm_initialisation():
     assert torch.allclose(r @ r.T, torch.eye(256), atol=1e-5)
     assert torch.all(b[256:512] == 1) and torch.all(b[:256] == 0) and torch.all(b[512:] == 0)
     with pytest.raises(ValueError, match="lstm must be"):
-        CNNLSTM(7, lstm="gru")
+        CNNLSTM(7, **{**network_args(section("train_cnn_lstm"), WINDOW), "lstm": "gru"})
 
 
 def _keras_lstm_numpy(x, kernel, recurrent, bias, masks=None):
@@ -116,8 +122,8 @@ def test_pool_first_block_is_the_same_function(pool):
     """BatchNormELUPool must equal BatchNorm -> ELU -> MaxPool in values, gradients and running
     statistics, in training and eval mode, with negative BN scales too (float64: exact maths)."""
     torch.manual_seed(0)
-    ref = LFLB(3, 8, 3, pool, 0.0, 0.1, 1e-3, pool_first=False).double()
-    fused = LFLB(3, 8, 3, pool, 0.0, 0.1, 1e-3, pool_first=True).double()
+    ref = LFLB(3, 8, 3, pool, 0.0, 0.1, 1e-3, fast_dropout=True, pool_first=False).double()
+    fused = LFLB(3, 8, 3, pool, 0.0, 0.1, 1e-3, fast_dropout=True, pool_first=True).double()
     assert isinstance(fused[1], BatchNormELUPool) and len(fused) == 3
     with torch.no_grad():
         ref[1].weight.copy_(torch.tensor([1.5, -0.7, 0.3, -2.0, 1.0, 0.05, -0.1, 0.8]))
@@ -144,8 +150,8 @@ def test_pool_first_block_is_the_same_function(pool):
 def test_pool_first_bf16_channels_last_matches_reference():
     """The fast path (bf16 autocast, channels-last) stays within bf16 rounding of the reference."""
     torch.manual_seed(0)
-    ref = LFLB(1, 16, 3, 2, 0.0, 0.01, 1e-3, pool_first=False)
-    fused = LFLB(1, 16, 3, 2, 0.0, 0.01, 1e-3, pool_first=True)
+    ref = LFLB(1, 16, 3, 2, 0.0, 0.01, 1e-3, fast_dropout=True, pool_first=False)
+    fused = LFLB(1, 16, 3, 2, 0.0, 0.01, 1e-3, fast_dropout=True, pool_first=True)
     fused.load_state_dict(ref.state_dict())
     x = (torch.randn(8, 1, 64, 64) * 20 - 40).contiguous(memory_format=torch.channels_last)
     ref, fused = (m.to(memory_format=torch.channels_last) for m in (ref, fused))
@@ -167,8 +173,8 @@ def _batch(n=16, classes=4, seed=0):
 def test_one_step_lowers_loss():
     torch.manual_seed(0)
     x, y = _batch()
-    m = CNNLSTM(4, **TINY)
-    m, ac = prepare_model(m, device="cpu", channels_last=True, bf16=False, compile=False)
+    m = net(4, **TINY)
+    m, ac = prepare(m, device="cpu", channels_last=True, bf16=False)
     opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.8)
     step = make_step(m, opt, ac)
     m.eval()
@@ -185,8 +191,8 @@ def test_overfits_a_handful_and_eval_spreads_over_classes():
     """Proof that it learns; and eval-mode predictions (after BN recalibration) are not one class."""
     torch.manual_seed(0)
     x, y = _batch(12, 4)
-    m = CNNLSTM(4, **TINY)
-    m, ac = prepare_model(m, device="cpu", channels_last=True, bf16="auto", compile=False)
+    m = net(4, **TINY)
+    m, ac = prepare(m, device="cpu", channels_last=True, bf16="auto")
     opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.8)
     step = make_step(m, opt, ac)
     acc = 0.0
@@ -230,40 +236,44 @@ def _state(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
+def _fit(p, x, index, classes, ck, fp):
+    """fit, as the stage calls it: (the trained network, summary_info)."""
+    t, st, rows = fit(p, x, index, classes, network_args(p, WINDOW), checkpoint=ck, fp=fp)
+    return t.raw, summary_info(t, p, st, len(rows["train"]))
+
+
 def test_resume_gives_the_same_model(tmp_path):
     x, index, classes = _toy_data()
-    full = fit(_params(), x, index, classes, checkpoint=tmp_path / "a.ckpt", live_dir=None, fp="a")
+    full, _ = _fit(_params(), x, index, classes, tmp_path / "a.ckpt", "a")
     # the same run, stopped after 2 epochs, then resumed from its checkpoint
-    fit(_params(epochs=2), x, index, classes, checkpoint=tmp_path / "b.ckpt", live_dir=None, fp="b")
-    assert torch.load(tmp_path / "b.ckpt", weights_only=False)["state"]["epoch"] == 2
-    resumed = fit(_params(), x, index, classes, checkpoint=tmp_path / "b.ckpt", live_dir=None, fp="b")
-    assert resumed.info["epochs_run"] == 4
-    a, b = _state(full.model), _state(resumed.model)
+    _fit(_params(epochs=2), x, index, classes, tmp_path / "b.ckpt", "b")
+    assert torch.load(tmp_path / "b.ckpt", weights_only=True)["state"]["epoch"] == 2
+    resumed, info = _fit(_params(), x, index, classes, tmp_path / "b.ckpt", "b")
+    assert info["epochs_run"] == 4
+    a, b = _state(full), _state(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_checkpoint_of_other_params_is_not_resumed(tmp_path):
     x, index, classes = _toy_data()
-    fit(_params(epochs=2), x, index, classes, checkpoint=tmp_path / "c.ckpt", live_dir=None, fp="old")
-    r = fit(_params(epochs=1), x, index, classes, checkpoint=tmp_path / "c.ckpt", live_dir=None, fp="new")
-    assert r.info["epochs_run"] == 1
+    _fit(_params(epochs=2), x, index, classes, tmp_path / "c.ckpt", "old")
+    _, info = _fit(_params(epochs=1), x, index, classes, tmp_path / "c.ckpt", "new")
+    assert info["epochs_run"] == 1
 
 
 def test_early_stopping_keeps_the_best_epoch(tmp_path):
     x, index, classes = _toy_data()
-    r = fit(_params(epochs=30, patience=2, lr=1e-5), x, index, classes,
-            checkpoint=tmp_path / "d.ckpt", live_dir=tmp_path / "live", fp="d")
-    hist = torch.load(tmp_path / "d.ckpt", weights_only=False)["state"]["history"]
+    _, info = _fit(_params(epochs=30, patience=2, lr=1e-5), x, index, classes, tmp_path / "d.ckpt", "d")
+    hist = torch.load(tmp_path / "d.ckpt", weights_only=True)["state"]["history"]
     accs = [h["val_acc"] for h in hist]
-    assert r.info["epochs_run"] < 30  # stopped early
-    assert r.info["best_epoch"] == int(np.argmax(accs)) + 1
-    assert r.info["epochs_run"] - r.info["best_epoch"] == 2  # patience
-    assert (tmp_path / "live" / "plots" / "metrics" / "val" / "acc.tsv").exists()
+    assert info["epochs_run"] < 30  # stopped early
+    assert info["best_epoch"] == int(np.argmax(accs)) + 1
+    assert info["epochs_run"] - info["best_epoch"] == 2  # patience
 
 
 def test_same_params_same_result_on_cpu(tmp_path):
     x, index, classes = _toy_data()
-    a = fit(_params(epochs=2), x, index, classes, checkpoint=tmp_path / "e.ckpt", live_dir=None, fp="e")
-    b = fit(_params(epochs=2), x, index, classes, checkpoint=tmp_path / "f.ckpt", live_dir=None, fp="f")
-    sa, sb = _state(a.model), _state(b.model)
+    a, _ = _fit(_params(epochs=2), x, index, classes, tmp_path / "e.ckpt", "e")
+    b, _ = _fit(_params(epochs=2), x, index, classes, tmp_path / "f.ckpt", "f")
+    sa, sb = _state(a), _state(b)
     assert all(torch.equal(sa[k], sb[k]) for k in sa)

@@ -105,7 +105,7 @@ def test_stage_prints_one_line(tmp_path):
     data = good()
     data["folds"]["test_size"] = 1.5
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
-    r = subprocess.run([sys.executable, "-m", "ser.prepare", "--params", str(tmp_path / "params.yaml"),
+    r = subprocess.run([sys.executable, "-m", "ser.stages.prepare", "--params", str(tmp_path / "params.yaml"),
                         "--corpus", str(tmp_path), "--out", str(tmp_path / "m.csv")],
                        capture_output=True, text=True)
     assert r.returncode == 1
@@ -161,12 +161,26 @@ def test_the_params_stage_validates_and_writes_the_same_file(tmp_path):
     import subprocess
     import sys
     out = tmp_path / "ok"
-    r = subprocess.run([sys.executable, "-m", "ser.params", "--params", str(ROOT / "params.yaml"),
+    r = subprocess.run([sys.executable, "-m", "ser.stages.params", "--params", str(ROOT / "params.yaml"),
                         "--out", str(out)], capture_output=True, text=True)
     assert r.returncode == 0 and out.read_text() == "params.yaml is valid\n"
     data = good()
     data["train_cnn_lstm"]["epochs"] = 0
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(data))
-    r = subprocess.run([sys.executable, "-m", "ser.params", "--params", str(tmp_path / "bad.yaml"),
+    r = subprocess.run([sys.executable, "-m", "ser.stages.params", "--params", str(tmp_path / "bad.yaml"),
                         "--out", str(out)], capture_output=True, text=True)
     assert r.returncode == 1 and "train_cnn_lstm.epochs" in r.stderr
+
+
+def test_compare_is_checked_against_the_registry(tmp_path):
+    from ser.stages.params import check_families
+    data = good()
+    data["report"]["compare"] = [["cnn_lstm", "svm_stats"], ["cnn_lstm", "wav2vec"]]
+    with pytest.raises(ParamsError, match="report.compare: no model family 'wav2vec'"):
+        check_families(parse_params(data), "params.yaml")
+    data["report"]["compare"] = [["svm_egemaps", "svm_stats"]]
+    with pytest.raises(ParamsError, match="the first pair is the headline"):
+        check_families(parse_params(data), "params.yaml")
+    data["report"]["compare"] = [["cnn_lstm", "cnn_lstm"]]
+    with pytest.raises(ParamsError, match="two different families"):
+        parse_params(data)

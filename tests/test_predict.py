@@ -2,16 +2,15 @@
 needed: a stand-in CNN-LSTM records what it is given). The models' answers are tested in
 test_e2e; the default (predict.loop_below_s) was measured by benchmarks/bench_short.py."""
 
-import contextlib
-
 import numpy as np
 import pytest
 import torch
 
 from conftest import section, tone
+from ser import registry
+from ser.apps.predict import Ensemble, analyse_audio, cnn_input
 from ser.audio import at_rate
-from ser.features_logmel import recording_windows
-from ser.predict import Family, analyse_audio, cnn_input
+from ser.features.logmel import recording_windows
 
 SR = 22050
 CLASSES = ["neutral", "sad"]
@@ -33,10 +32,13 @@ def grid():
     return section("features_logmel")
 
 
-def cnn_family(grid) -> tuple[Family, Recorder]:
+def cnn_family(grid) -> tuple[Ensemble, Recorder]:
     rec = Recorder()
-    return Family("cnn_lstm", "random", ["random-0"], CLASSES, grid.saved(),
-                  [(rec, contextlib.nullcontext)]), rec
+
+    def proba(x):
+        return torch.softmax(rec(torch.from_numpy(np.asarray(x, dtype=np.float32))), 1).numpy()
+    return Ensemble(registry.get("cnn_lstm"), "random", ["random-0"], CLASSES, grid.saved(), None,
+                    [proba]), rec
 
 
 def test_cnn_input_loops_only_what_is_shorter_than_loop_below_s(grid):
@@ -79,22 +81,19 @@ def test_a_recording_with_enough_audio_is_not_flagged(grid):
     assert seg["end_s"] == pytest.approx(grid.offset_s + 2.6, abs=1e-3)
 
 
-class UniformSvm:
-    """Stands in for a fitted SVM pipeline: every class equally likely."""
-    classes_ = np.array(CLASSES)
-
-    def predict_proba(self, x):
-        return np.full((len(x), len(CLASSES)), 1 / len(CLASSES))
+def uniform(x):
+    """Stands in for a fitted SVM: every class equally likely."""
+    return np.full((len(x), len(CLASSES)), 1 / len(CLASSES))
 
 
 @pytest.mark.parametrize("sr,warned", [(8000, True), (16000, False), (44100, False)])
 def test_audio_sampled_below_the_svms_rate_is_warned_about(grid, sr, warned):
-    from ser.features_stats import columns
+    from ser.features.stats import columns
     sp = section("features_stats")
-    fam = Family("svm", "random", ["random-0"], CLASSES, sp.saved(), [UniformSvm()],
-                 {"columns": columns(sp)})
+    fam = Ensemble(registry.get("svm_stats"), "random", ["random-0"], CLASSES, sp.saved(),
+                   columns(sp), [uniform])
     pp = section("predict", loop_below_s=1.75, reliable_min_s=2.4)
     r = analyse_audio(tone(330, sr, 4.0), sr, "call.wav", [fam], pp, grid)
     assert r["sample_rate"] == sr
     assert any(f"sampled at {sr} Hz" in w for w in r["warnings"]) == warned
-    assert r["whole"]["svm"]["top"] in CLASSES  # answered all the same
+    assert r["whole"]["svm_stats"]["top"] in CLASSES  # answered all the same

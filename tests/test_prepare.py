@@ -4,7 +4,7 @@ import soundfile as sf
 
 from conftest import SECONDS
 from ser.errors import SerError
-from ser.prepare import scan
+from ser.stages.prepare import scan
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_truncated_file_is_named(corpus_copy):
 
 def test_wav_and_flac_archives_give_the_same_clips(tmp_path, small_wav_archive, small_corpus):
     """The original archive holds WAVs, the mirror FLACs: both decode to the same samples."""
-    from ser.corpus import extract
+    from ser.stages.download import extract
     extract(small_wav_archive, tmp_path / "wav", [1, 2, 3, 4])
     a, b = scan(tmp_path / "wav", "seven", n_jobs=1), scan(small_corpus, "seven", n_jobs=1)
     assert a["path"].str.endswith(".wav").all() and b["path"].str.endswith(".flac").all()

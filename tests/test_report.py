@@ -8,9 +8,10 @@ import yaml
 from scipy.stats import binomtest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
-from ser import report, stats
+from ser import intervals as stats
+from ser.stages import report
 from ser.errors import SerError
-from ser.evaluate import predictions_frame, read_predictions
+from ser.predictions import predictions_frame, read_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["neutral", "happy", "sad"]
@@ -58,9 +59,9 @@ def test_gap_and_mcnemar_counts():
     y = np.array(["sad"] * 20)
     svm = np.array(["sad"] * 10 + ["happy"] * 10)                 # 10 right
     cnn = np.array(["sad"] * 8 + ["happy"] * 2 + ["sad"] * 8 + ["happy"] * 2)  # 16 right
-    g = stats.gap_metrics(y, svm, cnn, CLASSES, stats.resample_weights(20, 500, 0), 0.95)
-    assert g["accuracy_pp"].value == pytest.approx(30.0)
-    assert (g["only_cnn_lstm_right"], g["only_svm_right"]) == (8, 2)
+    g = stats.gap_metrics(y, cnn, svm, CLASSES, stats.resample_weights(20, 500, 0), 0.95)
+    assert g["accuracy_pp"].value == pytest.approx(30.0)  # a minus b: cnn minus svm
+    assert (g["only_a_right"], g["only_b_right"]) == (8, 2)
     assert g["mcnemar_p"] == pytest.approx(binomtest(8, 10, 0.5).pvalue)
     assert g["mcnemar_p"] == pytest.approx(0.109375)
     assert g["accuracy_pp"].low < 30 < g["accuracy_pp"].high
@@ -95,8 +96,8 @@ def test_cluster_weights_give_each_clip_its_actors_count():
 RUNS = ["random-0", "random-1", "actor-0", "actor-1", "actor-2", "actor-3"]
 
 
-def make_runs(tmp_path, acc=(("svm", 0.5), ("cnn_lstm", 0.75))):
-    """Predictions of both models for 4 actors x 30 clips under both protocols, with known
+def make_runs(tmp_path, acc=(("svm_stats", 0.5), ("svm_egemaps", 0.5), ("cnn_lstm", 0.75))):
+    """Predictions of every family for 4 actors x 30 clips under both protocols, with known
     accuracies per protocol: every clip of the right share is right under both protocols."""
     n = 120
     ids = [f"c{i:03d}" for i in range(n)]
@@ -144,19 +145,24 @@ def test_report_from_known_predictions(tmp_path):
     report.run(params_file(tmp_path), runs, tmp_path / "manifest.csv", out)
     m = json.loads((out / "metrics.json").read_text())
     for prot in ("random", "actor"):
-        assert m[f"{prot}.svm.accuracy"] == 0.5 and m[f"{prot}.cnn_lstm.accuracy"] == 0.75
-        assert m[f"{prot}.gap.accuracy_pp"] == 25.0
-        assert m[f"{prot}.gap.accuracy_pp_ci_low"] < 25 < m[f"{prot}.gap.accuracy_pp_ci_high"]
-        assert m[f"{prot}.gap.mcnemar_p"] == pytest.approx(binomtest(30, 30, 0.5).pvalue, rel=1e-2)
-    assert m["drop.svm.accuracy_pp"] == 0.0 == m["drop.cnn_lstm.accuracy_pp"]
+        assert m[f"{prot}.svm_stats.accuracy"] == 0.5 and m[f"{prot}.cnn_lstm.accuracy"] == 0.75
+        gap = f"{prot}.gap.cnn_lstm-svm_stats"
+        assert m[f"{gap}.accuracy_pp"] == 25.0
+        assert m[f"{gap}.accuracy_pp_ci_low"] < 25 < m[f"{gap}.accuracy_pp_ci_high"]
+        assert m[f"{gap}.mcnemar_p"] == pytest.approx(binomtest(30, 30, 0.5).pvalue, rel=1e-2)
+        assert m[f"{prot}.gap.svm_egemaps-svm_stats.accuracy_pp"] == 0.0  # all three pairs
+        assert m[f"{prot}.gap.cnn_lstm-svm_egemaps.accuracy_pp"] == 25.0
+    assert m["drop.svm_stats.accuracy_pp"] == 0.0 == m["drop.cnn_lstm.accuracy_pp"]
     folds = json.loads((out / "metrics_folds.json").read_text())
-    assert folds["runs.actor-0.svm.accuracy"] == round(16 / 30, 4)  # clips 0-29: i % 4 < 2
+    assert folds["runs.actor-0.svm_stats.accuracy"] == round(16 / 30, 4)  # clips 0-29: i % 4 < 2
+    assert "runs.actor-0.gap.svm_egemaps-svm_stats.accuracy_pp" in folds
     assert folds["runs.random-0.cnn_lstm.best_epoch"] == 7
     md = (out / "report.md").read_text()
     lines = md.splitlines()
     assert lines[2].startswith("**Under random 2-fold cross-validation") and "25.0 points more" in lines[2]
     assert lines[4].startswith("**Under unseen speakers")
-    assert "| SVM | 50.0 [" in md and "finds a **larger** gap (+10 lies below the interval)" in md
+    assert "| SVM | 50.0 [" in md and "| eGeMAPS SVM | 50.0 [" in md
+    assert "finds a **larger** gap (+10 lies below the interval)" in md
     for png in ("accuracy", "actors", "forest_random", "forest_actor", "confusion_random",
                 "per_class_f1_actor", "curves_random", "curves_actor"):
         data = (out / "figures" / f"{png}.png").read_bytes()
@@ -164,7 +170,8 @@ def test_report_from_known_predictions(tmp_path):
     assert (out / "report.html").read_text().count("data:image/png;base64,") == 10
     pooled = pd.read_csv(out / "predictions" / "actor.csv")
     assert len(pooled) == 120 and pooled["clip_id"].is_unique
-    assert list(pd.read_csv(out / "plots" / "confusion_svm_random.csv").columns) == ["actual", "predicted"]
+    assert list(pd.read_csv(out / "plots" / "confusion" / "svm_egemaps_random.csv").columns) == [
+        "actual", "predicted"]
     assert len(pd.read_csv(out / "plots" / "curves" / "actor-3.csv")) == 3
 
 
@@ -183,9 +190,9 @@ def test_a_clip_tested_twice_or_tables_that_disagree_are_refused(tmp_path):
     t = pd.read_csv(f)
     t.loc[0, "clip_id"] = "zzz"
     t.to_csv(f, index=False)
-    with pytest.raises(SerError, match="random-1: the two models' predictions hold different clips"):
+    with pytest.raises(SerError, match="random-1: CNN-LSTM and SVM predictions hold different clips"):
         report.run(params, runs, tmp_path / "manifest.csv", tmp_path / "out")
-    for m in ("svm", "cnn_lstm"):  # both models test clip c000 in both random folds
+    for m in ("svm_stats", "svm_egemaps", "cnn_lstm"):  # every family tests c000 in both folds
         a = pd.read_csv(runs / m / "random-0" / "predictions.csv")
         b = pd.read_csv(runs / m / "random-1" / "predictions.csv")
         b = pd.concat([b[b["clip_id"] != "zzz"], a[a["clip_id"] == "c000"]])
@@ -198,7 +205,7 @@ def test_a_clip_tested_twice_or_tables_that_disagree_are_refused(tmp_path):
 
 def test_a_missing_fold_is_named(tmp_path):
     runs = make_runs(tmp_path)
-    (runs / "svm" / "actor-2" / "predictions.csv").unlink()
+    (runs / "svm_egemaps" / "actor-2" / "predictions.csv").unlink()
     with pytest.raises(SerError, match=r"actor-2/predictions\.csv: predictions table not found"):
         report.run(params_file(tmp_path), runs, tmp_path / "manifest.csv", tmp_path / "out")
 

@@ -4,10 +4,11 @@ import pytest
 import yaml
 from sklearn.datasets import make_classification
 
-from ser import svm
 from conftest import section
+from ser import modelfile, svm_pipeline as svm
 from ser.errors import SerError
-from ser.evaluate import read_predictions
+from ser.predictions import read_predictions
+from ser.stages import train_svm
 
 
 def test_pipeline_steps_and_grid_from_params():
@@ -55,13 +56,12 @@ def test_no_leakage_fitted_on_training_rows_only(tmp_path):
     df, split = _write_inputs(tmp_path)
     df.iloc[100:] += 1000.0  # validation and test clips far away: any leak moves the scaler
     df.to_parquet(tmp_path / "f.parquet")
-    svm.run(_params(tmp_path), "random-0", tmp_path / "fold.csv", tmp_path / "f.parquet",
-            tmp_path / "svm.joblib", tmp_path / "out")
-    import joblib
-    saved = joblib.load(tmp_path / "svm.joblib")
-    assert saved["run"] == "random-0" and saved["protocol"] == "random" and saved["fold"] == 0
-    assert saved["classes"] == ["happy", "sad", "angry"]  # the protocol's order
-    pipe = svm.fitted_pipeline(saved["model"])
+    train_svm.run(_params(tmp_path), "svm_stats", "random-0", tmp_path / "fold.csv",
+                  tmp_path / "f.parquet", tmp_path / "svm.model", tmp_path / "out")
+    meta, data = modelfile.read(tmp_path / "svm.model", modelfile.ESTIMATOR, family="svm_stats")
+    assert meta["run"] == "random-0" and meta["protocol"] == "random" and meta["fold"] == 0
+    assert meta["classes"] == ["happy", "sad", "angry"]  # the protocol's order
+    pipe = svm.fitted_pipeline(modelfile.estimator_from(data, svm.TRUSTED, tmp_path / "svm.model"))
     assert np.allclose(pipe.named_steps["scale"].mean_, df.iloc[:100].mean().to_numpy())
     pred = read_predictions(tmp_path / "out" / "predictions.csv")  # checked: pred is the argmax
     assert list(pred.columns[:4]) == ["clip_id", "split", "label", "pred"]
@@ -78,8 +78,8 @@ def test_pred_is_the_most_probable_class(tmp_path):
     says the probabilities' top class, so a reader of either finds the same answer."""
     df, _ = _write_inputs(tmp_path, n=400, seed=3)
     df.to_parquet(tmp_path / "f.parquet")
-    svm.run(_params(tmp_path), "random-0", tmp_path / "fold.csv", tmp_path / "f.parquet",
-            tmp_path / "svm.joblib", tmp_path / "out")
+    train_svm.run(_params(tmp_path), "svm_stats", "random-0", tmp_path / "fold.csv",
+                  tmp_path / "f.parquet", tmp_path / "svm.model", tmp_path / "out")
     pred = pd.read_csv(tmp_path / "out" / "predictions.csv")
     probs = pred[[c for c in pred.columns if c.startswith("prob_")]]
     assert (probs.idxmax(axis=1).str.removeprefix("prob_") == pred["pred"]).all()
@@ -97,26 +97,32 @@ def test_inner_cv_is_grouped_by_actor_under_the_actor_protocol():
         svm.inner_folds(y, actors, section("train_svm", cv_folds=10))
 
 
-def test_model_file_loads_in_any_program(tmp_path):
-    """Run as `python -m ser.svm`, the stage must not pickle classes as __main__.X."""
+def test_model_file_loads_in_any_program_and_is_the_same_bytes(tmp_path):
+    """Run as `python -m ser.stages.train_svm`, the model file loads in another program (skops,
+    trusted types only) with the same probabilities, and a second run writes the same bytes."""
     import subprocess
     import sys
     df, _ = _write_inputs(tmp_path)
     df.to_parquet(tmp_path / "f.parquet")
-    r = subprocess.run([sys.executable, "-m", "ser.svm", "--params", str(_params(tmp_path)),
-                        "--run", "actor-0", "--folds", str(tmp_path / "fold.csv"),
-                        "--features", str(tmp_path / "f.parquet"), "--model",
-                        str(tmp_path / "svm.joblib"), "--out", str(tmp_path / "out")],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    code = f"import joblib; m = joblib.load({str(tmp_path / 'svm.joblib')!r}); print(m['protocol'])"
+    for name in ("a", "b"):
+        r = subprocess.run([sys.executable, "-m", "ser.stages.train_svm", "--params",
+                            str(_params(tmp_path)), "--family", "svm_stats",
+                            "--run", "actor-0", "--folds", str(tmp_path / "fold.csv"),
+                            "--features", str(tmp_path / "f.parquet"), "--model",
+                            str(tmp_path / f"{name}.model"), "--out", str(tmp_path / f"out_{name}")],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    assert (tmp_path / "a.model").read_bytes() == (tmp_path / "b.model").read_bytes()
+    code = ("import numpy as np; from pathlib import Path; from ser.svm_pipeline import read_model; "
+            f"m, p = read_model(Path({str(tmp_path / 'a.model')!r}), 'svm_stats'); "
+            "print(m['protocol'], p(np.zeros((1, 12))).shape)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
-    assert r.returncode == 0 and r.stdout.strip() == "actor", r.stderr
+    assert r.returncode == 0 and r.stdout.strip() == "actor (1, 3)", r.stderr
 
 
 def test_missing_features_for_a_clip(tmp_path):
     df, _ = _write_inputs(tmp_path)
     df.iloc[:-1].to_parquet(tmp_path / "f.parquet")
-    with pytest.raises(SerError, match="no statistics for clip c149"):
-        svm.run(_params(tmp_path), "random-0", tmp_path / "fold.csv", tmp_path / "f.parquet",
-                tmp_path / "svm.joblib", tmp_path / "out")
+    with pytest.raises(SerError, match="no features for clip c149"):
+        train_svm.run(_params(tmp_path), "svm_stats", "random-0", tmp_path / "fold.csv",
+                      tmp_path / "f.parquet", tmp_path / "svm.model", tmp_path / "out")

@@ -1,6 +1,8 @@
-"""The training stage's guarantees: resume only what matches, one trainer per run, same bytes."""
+"""The training stage's guarantees: resume only what matches, one trainer per run, same bytes,
+no code run from a checkpoint."""
 
 import logging
+import os
 
 import numpy as np
 import pandas as pd
@@ -8,7 +10,8 @@ import pytest
 import torch
 
 from conftest import section
-from ser import train
+from ser.stages import train_cnn_lstm as train
+from ser import modelfile
 from ser.errors import SerError
 from ser.store import logmel_index
 
@@ -26,7 +29,7 @@ def stage_inputs(tmp_path):
     feats.mkdir()
     np.save(feats / "logmel.npy", x)
     index.to_csv(feats / "index.csv", index=False)
-    (feats / "params.json").write_text('{"sample_rate": 16000}\n')
+    (feats / "params.json").write_text('{"sample_rate": 16000, "n_mels": 128, "win_size": 128}\n')
     fold = pd.DataFrame({"clip_id": ids, "actor": np.arange(24) % 4 + 1, "label": labels,
                          "split": ["train"] * 16 + ["val"] * 4 + ["test"] * 4})
     fold.to_csv(tmp_path / "fold.csv", index=False)
@@ -51,7 +54,7 @@ def write_params(tmp_path, **kw):
 
 def run_stage(tmp_path, stage_inputs, name="m"):
     feats, fold = stage_inputs
-    return train.run(write_params(tmp_path), "random-1", fold, feats, tmp_path / f"{name}.pt",
+    return train.run(write_params(tmp_path), "random-1", fold, feats, tmp_path / f"{name}.model",
                      tmp_path / f"out_{name}", tmp_path / "ck" / f"{name}.ckpt")
 
 
@@ -71,7 +74,7 @@ def test_fingerprint_covers_content_fold_and_code(tmp_path, stage_inputs, monkey
     t.to_csv(fold, index=False)
     assert train.fingerprint(p, feats, fold) != changed
     again = train.fingerprint(p, feats, fold)
-    monkeypatch.setattr(train, "code_version", lambda: "ser 0.1.0, training code other")
+    monkeypatch.setattr(train, "code_version", lambda: "training code other")
     assert train.fingerprint(p, feats, fold) != again
 
 
@@ -80,12 +83,31 @@ def test_other_inputs_start_fresh_and_say_so(tmp_path, stage_inputs, caplog):
     x, index = train.load_logmel(feats)
     index = train.fold_index(index, train.read_fold(fold))
     ck = tmp_path / "a.ckpt"
-    train.fit(tiny(epochs=1), x, index, ["happy", "sad", "angry"], checkpoint=ck, live_dir=None, fp="old")
+    classes = ["happy", "sad", "angry"]
+    net = train.network_args(tiny(), {"n_mels": 128, "win_size": 128})
+    train.fit(tiny(epochs=1), x, index, classes, net, checkpoint=ck, fp="old")
     with caplog.at_level(logging.INFO, logger="train_cnn_lstm"):
-        r = train.fit(tiny(epochs=2), x, index, ["happy", "sad", "angry"], checkpoint=ck,
-                      live_dir=None, fp="new")
-    assert r.info["epochs_run"] == 2 and len(torch.load(ck, weights_only=False)["state"]["history"]) == 2
+        _, st, _ = train.fit(tiny(epochs=2), x, index, classes, net, checkpoint=ck, fp="new")
+    assert st["epoch"] == 2 and len(torch.load(ck, weights_only=True)["state"]["history"]) == 2
     assert "starting fresh" in caplog.text and "written from other params" in caplog.text
+
+
+def test_a_planted_checkpoint_runs_no_code(tmp_path, stage_inputs, caplog):
+    """A checkpoint whose pickle would call os.system (as one arriving from a shared remote could)
+    is refused by weights_only loading and set aside: training starts fresh, the code never runs."""
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+    ck = tmp_path / "ck" / "m.ckpt"
+    ck.parent.mkdir()
+    torch.save({"fingerprint": Evil(), "state": {}}, ck)
+    with caplog.at_level(logging.WARNING, logger="train_cnn_lstm"):
+        m = run_stage(tmp_path, stage_inputs)
+    assert m["epochs_run"] == 2 and not marker.exists()
+    assert (tmp_path / "ck" / "m.ckpt.bad").exists()
+    assert "holds objects other than tensors and plain values" in caplog.text
 
 
 def test_unreadable_checkpoint_is_set_aside(tmp_path, stage_inputs, caplog):
@@ -104,13 +126,30 @@ def test_unreadable_checkpoint_is_set_aside(tmp_path, stage_inputs, caplog):
 def test_same_inputs_same_model_bytes(tmp_path, stage_inputs):
     a = run_stage(tmp_path, stage_inputs, "a")
     b = run_stage(tmp_path, stage_inputs, "b")
-    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    assert (tmp_path / "a.model").read_bytes() == (tmp_path / "b.model").read_bytes()
     assert a["test"] == b["test"]
-    saved = torch.load(tmp_path / "a.pt", weights_only=False)
-    assert saved["run"] == "random-1" and saved["protocol"] == "random" and saved["fold"] == 1
-    assert saved["classes"] == ["happy", "sad", "angry"] and saved["features"] == {"sample_rate": 16000}
-    assert saved["code"].startswith("ser ") and "training code" in saved["code"]
-    assert not (tmp_path / "ck" / "a.ckpt").exists()  # removed once the stage is done
+    meta, _ = modelfile.read(tmp_path / "a.model", modelfile.WEIGHTS, family="cnn_lstm")
+    assert meta["run"] == "random-1" and meta["protocol"] == "random" and meta["fold"] == 1
+    assert meta["classes"] == ["happy", "sad", "angry"]
+    assert meta["features"] == {"family": "logmel", "params": {"sample_rate": 16000, "n_mels": 128,
+                                                               "win_size": 128}}
+    assert meta["code"].startswith("training code ") and meta["network"]["filters"] == [4, 4, 8, 8]
+
+
+def test_a_finished_checkpoint_gives_the_same_outputs_without_training(tmp_path, stage_inputs, caplog):
+    """The checkpoint stays when a run ends: a rerun (e.g. after `dvc repro` was killed while its
+    trainer finished) trains no epoch and writes the same model and predictions."""
+    run_stage(tmp_path, stage_inputs, "a")
+    first = (tmp_path / "a.model").read_bytes()
+    pred = (tmp_path / "out_a" / "predictions.csv").read_bytes()
+    assert (tmp_path / "ck" / "a.ckpt").exists()
+    with caplog.at_level(logging.INFO, logger="train_cnn_lstm"):
+        run_stage(tmp_path, stage_inputs, "a")
+    assert "resuming from" in caplog.text and "after epoch 2" in caplog.text
+    assert "epoch 1:" not in caplog.text  # no epoch trained again
+    assert (tmp_path / "a.model").read_bytes() == first
+    assert (tmp_path / "out_a" / "predictions.csv").read_bytes() == pred
+    assert (tmp_path / "out_a" / "live" / "plots" / "metrics" / "val" / "acc.tsv").exists()
 
 
 def test_a_second_trainer_on_the_same_run_stops(tmp_path, stage_inputs):

@@ -1,4 +1,4 @@
-"""The report's statistics: metrics with bootstrap intervals, the paired gap, McNemar's test.
+"""The report's statistics: metrics with bootstrap intervals, paired gaps, McNemar's test.
 
 Every interval is a percentile bootstrap computed from resampling weights: one row of weights
 per resample, one column per clip. Resampling clips draws clips with replacement (multinomial
@@ -86,23 +86,24 @@ def model_metrics(y: np.ndarray, pred: np.ndarray, classes: list[str], weights: 
 
 
 def mcnemar(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> tuple[int, int, float]:
-    """(clips only b got right, clips only a got right, exact two-sided p on those discordant clips)."""
+    """(clips only a got right, clips only b got right, exact two-sided p on those discordant clips)."""
     a_ok, b_ok = pred_a == y, pred_b == y
-    only_b, only_a = int((b_ok & ~a_ok).sum()), int((a_ok & ~b_ok).sum())
-    p = binomtest(only_b, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
-    return only_b, only_a, float(p)
+    only_a, only_b = int((a_ok & ~b_ok).sum()), int((b_ok & ~a_ok).sum())
+    p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+    return only_a, only_b, float(p)
 
 
-def gap_metrics(y: np.ndarray, pred_svm: np.ndarray, pred_cnn: np.ndarray, classes: list[str],
+def gap_metrics(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, classes: list[str],
                 weights: np.ndarray, confidence: float) -> dict[str, object]:
-    """CNN-LSTM minus SVM in points (paired bootstrap: the same resamples for both) and McNemar."""
+    """Family a minus family b in points (paired bootstrap: the same resamples for both) and
+    McNemar's exact test."""
     out: dict[str, object] = {"n": len(y)}
     ones = np.ones(len(y))
-    pa, pc = (metrics_of(confusions(y, p, classes, ones)) for p in (pred_svm, pred_cnn))
-    ba, bc = (metrics_of(confusions(y, p, classes, weights)) for p in (pred_svm, pred_cnn))
+    pa, pb = (metrics_of(confusions(y, p, classes, ones)) for p in (pred_a, pred_b))
+    ba, bb = (metrics_of(confusions(y, p, classes, weights)) for p in (pred_a, pred_b))
     for k in ("accuracy", "balanced_accuracy"):
-        out[f"{k}_pp"] = _interval(100 * (pc[k][0] - pa[k][0]), 100 * (bc[k] - ba[k]), confidence)
-    out["only_cnn_lstm_right"], out["only_svm_right"], out["mcnemar_p"] = mcnemar(y, pred_svm, pred_cnn)
+        out[f"{k}_pp"] = _interval(100 * (pa[k][0] - pb[k][0]), 100 * (ba[k] - bb[k]), confidence)
+    out["only_a_right"], out["only_b_right"], out["mcnemar_p"] = mcnemar(y, pred_a, pred_b)
     return out
 
 

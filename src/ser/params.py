@@ -219,10 +219,25 @@ class PredictParams(_Section):
     loop_below_s: Annotated[float, Field(ge=0)]
 
 
+FamilyName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+
+
 class Report(_Section):
     bootstrap: Annotated[int, Field(ge=100)]
     confidence: Prob
     seed: int
+    # the differences the report computes, each [a, b]: a minus b; the first is the headline.
+    # Names are the registry's families (checked by the params stage).
+    compare: list[Annotated[list[FamilyName], Field(min_length=2, max_length=2)]] = Field(min_length=1)
+
+    @field_validator("compare")
+    @classmethod
+    def _pairs(cls, v: list[list[str]]) -> list[list[str]]:
+        if any(a == b for a, b in v):
+            raise ValueError("each pair compares two different families")
+        if len({tuple(x) for x in v}) != len(v):
+            raise ValueError("a pair is listed twice")
+        return v
 
 
 class Params(_Section):

@@ -1,24 +1,26 @@
 """Apply the trained models to any recording.
 
-    ser predict PATH... [--model svm|cnn_lstm|both] [--protocol auto|actor|random|holdout] [--fold K]
+    ser predict PATH... [--model FAMILY... | all] [--protocol auto|actor|random|holdout] [--fold K]
                 [--hop SECONDS] [--json FILE] [--csv FILE] [--plot FILE.png|FOLDER]
 
 PATH: audio files (WAV, FLAC, OGG, MP3; any rate; stereo is downmixed; any length) or folders,
 walked for such files. Run from the repository root: the models are read from data/models and the
 settings from params.yaml's `predict` section.
 
-Each model family is an ensemble of its fold models (their probabilities averaged); by default the
-speaker-independent (actor) protocol's models, since a new recording is a new speaker. Features
-are computed by the feature stages' own functions with the feature params saved in the model
-files, and a model whose feature params differ from params.yaml's is refused.
+Each model family (ser.registry; default: all) is an ensemble of its fold models (their
+probabilities averaged): the protocol's folds as params.yaml lists them, every one present; by
+default the speaker-independent (actor) protocol's models, since a new recording is a new speaker.
+Features are computed by the feature families' own functions (ser.features) with the feature
+params saved in the model files, and a model whose feature params differ from params.yaml's is
+refused.
 
 A recording is cut into segments of the CNN-LSTM's window (about 3.07 s of 16 kHz audio) every
-`hop` seconds; both models predict every segment (a timeline) and the whole recording: the
-CNN-LSTM as the mean of its segments, the SVM from the whole recording's statistics, as it was
-trained. Every segment is a full window but for a recording shorter than one, which the
-CNN-LSTM reads zero-padded as training clips were, or looped to fill the window when it holds
-less audio than `predict.loop_below_s`; the SVM takes statistics of the audio as it is. With
-less audio than any training clip had, it is flagged `short`: its answer is not reliable.
+`hop` seconds; every family predicts every segment (a timeline) and the whole recording: the
+CNN-LSTM as the mean of its segments, the table families (SVMs) from the whole recording's
+features, as they were trained. Every segment is a full window but for a recording shorter than
+one, which the CNN-LSTM reads zero-padded as training clips were, or looped to fill the window
+when it holds less audio than `predict.loop_below_s`; the SVMs take features of the audio as it
+is. With less audio than any training clip had, it is flagged `short`: its answer is not reliable.
 """
 
 from __future__ import annotations
@@ -30,38 +32,41 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
-import torch
 from tqdm import tqdm
 
+from ser import registry
 from ser.audio import at_rate, decode
 from ser.cpu import reexec_with_reused_memory
 from ser.errors import SerError, run_cli
-from ser.features_logmel import recording_windows, segment_bounds
-from ser.features_stats import clip_stats, columns
-from ser.params import (FeaturesLogmel, FeaturesStats, Params, PredictParams, TrainCnnLstm,
-                        load_params)
-from ser.train import build_model, prepare_model
+from ser.features import egemaps, stats
+from ser.features.logmel import recording_windows, segment_bounds
+from ser.params import PARAMS_FILE, FeaturesLogmel, Params, PredictParams, load_params
+from ser.registry import Family
 
 log = logging.getLogger("predict")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
-MODEL_NAMES = {"svm": "SVM", "cnn_lstm": "CNN-LSTM"}
 PROTOCOL_ORDER = ("actor", "random", "holdout")  # auto: the first whose models exist
 PRODUCER = "dvc repro"  # what makes the models
+TABLES = {m.FAMILY: m for m in (stats, egemaps)}  # feature families of one row per recording
+LABEL = registry.labels()
 
 
 @dataclass
-class Family:
-    """One model family (svm or cnn_lstm) of one protocol: its fold models, used as an ensemble."""
-    kind: str
+class Ensemble:
+    """One model family of one protocol: its fold models, their probabilities averaged."""
+    family: Family
     protocol: str
     runs: list[str]
     classes: list[str]
-    features: dict
-    models: list = field(repr=False)
-    extra: dict = field(default_factory=dict, repr=False)
+    features: dict               # the feature params the models were trained on
+    columns: list[str] | None    # a table family's feature columns, in the models' order
+    probas: list = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.family.name
 
     def describe(self) -> str:
         """E.g. 'the 6 actor-protocol fold models, averaged' or 'the random-protocol model random-0'."""
@@ -71,27 +76,7 @@ class Family:
 
     def proba(self, x) -> np.ndarray:
         """Mean of the fold models' class probabilities, in self.classes' order."""
-        if self.kind == "svm":
-            out = [m.predict_proba(x)[:, [list(m.classes_).index(c) for c in self.classes]]
-                   for m in self.models]
-        else:
-            xb = torch.from_numpy(np.asarray(x, dtype=np.float32))
-            out = []
-            with torch.no_grad():
-                for m, autocast in self.models:
-                    logits = []
-                    for i in range(0, len(xb), 64):
-                        with autocast():
-                            logits.append(m(xb[i:i + 64]).float())
-                    out.append(torch.softmax(torch.cat(logits), 1).numpy())
-        return np.mean(out, axis=0)
-
-
-def _model_files(models: Path, kind: str, protocol: str, fold: int | None) -> list[Path]:
-    suffix = ".joblib" if kind == "svm" else ".pt"
-    files = sorted((models / kind).glob(f"{protocol}-*{suffix}"),
-                   key=lambda f: int(f.stem.rsplit("-", 1)[1]))
-    return [f for f in files if fold is None or f.stem == f"{protocol}-{fold}"]
+        return np.mean([p(x) for p in self.probas], axis=0)
 
 
 def _check_features(path: Path, saved: dict | None, current: dict, section: str) -> dict:
@@ -105,62 +90,65 @@ def _check_features(path: Path, saved: dict | None, current: dict, section: str)
     return saved
 
 
-def load_family(models: Path, kind: str, protocol: str, params: Params,
-                fold: int | None = None) -> Family | None:
-    """The fold models of one family and protocol (or its one fold), or None when there are none."""
-    files = _model_files(models, kind, protocol, fold)
-    if not files:
+def model_files(models: Path, family: str, protocol: str, params: Params,
+                fold: int | None) -> list[Path] | None:
+    """The files of the protocol's folds as params lists them (or of its one fold); None when
+    none is there; one line when only some are (a fold still training, or one removed)."""
+    folds = params.folds.folds_of(protocol) if fold is None else [fold]
+    files = [models / family / f"{protocol}-{k}.model" for k in folds]
+    present = [f for f in files if f.is_file()]
+    if not present:
         return None
-    section = "features_stats" if kind == "svm" else "features_logmel"
+    if len(present) < len(files):
+        missing = [f.name for f in files if not f.is_file()]
+        raise SerError(f"{models / family}: the {protocol} ensemble needs {len(files)} fold models "
+                       f"but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing "
+                       f"(still training? run `{PRODUCER}`, or pass --fold K for one fold)")
+    return files
+
+
+def load_ensemble(models: Path, family: Family, protocol: str, params: Params,
+                  fold: int | None = None) -> Ensemble | None:
+    """The fold models of one family and protocol (or its one fold), or None when there are none."""
+    files = model_files(models, family.name, protocol, params, fold)
+    if files is None:
+        return None
+    section = f"features_{family.features}"
     current = getattr(params, section).saved()
-    fams, runs, classes, feats, extra = [], [], None, None, {}
+    ens = None
     for f in files:
-        try:
-            saved = joblib.load(f) if kind == "svm" else torch.load(f, map_location="cpu",
-                                                                     weights_only=False)
-        except Exception as err:  # noqa: BLE001 - any unpickling failure: one line
-            raise SerError(f"{f}: cannot load the model ({str(err).splitlines()[0]})") from None
-        if not isinstance(saved, dict) or saved.get("kind") != kind:
-            raise SerError(f"{f}: not a {MODEL_NAMES[kind]} model file of this project")
-        f_feats = _check_features(f, saved.get("features"), current, section)
-        if classes is not None and (saved["classes"] != classes or f_feats != feats):
+        meta, proba = family.read_model(f)
+        feats = _check_features(f, (meta.get("features") or {}).get("params"), current, section)
+        if ens is None:
+            ens = Ensemble(family, protocol, [], meta["classes"], feats, meta.get("columns"), [])
+        elif meta["classes"] != ens.classes or feats != ens.features or meta.get("columns") != ens.columns:
             raise SerError(f"{f}: classes or feature params differ from {files[0]}'s")
-        classes, feats = saved["classes"], f_feats
-        runs.append(saved["run"])
-        if kind == "svm":
-            fams.append(saved["model"])
-            extra["columns"] = saved["columns"]
-        else:
-            p = TrainCnnLstm(**saved["params"])
-            raw = build_model(p, len(classes))
-            raw.load_state_dict(saved["state_dict"])
-            model, autocast = prepare_model(raw, device="cpu", channels_last=p.channels_last,
-                                            bf16=p.bf16, compile=False)
-            fams.append((model.eval(), autocast))
-    return Family(kind, protocol, runs, classes, feats, fams, extra)
+        ens.runs.append(meta["run"])
+        ens.probas.append(proba)
+    return ens
 
 
-def load_families(models: Path, which: str, protocol: str, params: Params,
-                  fold: int | None = None) -> list[Family]:
-    kinds = ["svm", "cnn_lstm"] if which == "both" else [which]
+def load_ensembles(models: Path, families: list[str], protocol: str, params: Params,
+                   fold: int | None = None) -> list[Ensemble]:
     order = PROTOCOL_ORDER if protocol == "auto" else (protocol,)
     out = []
-    for kind in kinds:
-        fam = next((f for prot in order if (f := load_family(models, kind, prot, params, fold))),
+    for name in families:
+        fam = registry.get(name)
+        ens = next((e for prot in order if (e := load_ensemble(models, fam, prot, params, fold))),
                    None)
-        if fam is None:
+        if ens is None:
             which_fold = "" if fold is None else f" fold {fold}"
-            raise SerError(f"no trained {MODEL_NAMES[kind]} models for protocol "
-                           f"{' or '.join(order)}{which_fold} in {models / kind}: run `{PRODUCER}` "
-                           f"(its train_{kind}@<protocol>-<fold> stages write them)")
-        out.append(fam)
+            raise SerError(f"no trained {fam.label} models for protocol {' or '.join(order)}"
+                           f"{which_fold} in {models / name}: run `{PRODUCER}` (its "
+                           f"{fam.stage}@<...> stages write them)")
+        out.append(ens)
     return out
 
 
-def window_grid(fams: list[Family], params: Params) -> FeaturesLogmel:
+def window_grid(ens: list[Ensemble], params: Params) -> FeaturesLogmel:
     """The feature params that cut a recording into segments: the CNN-LSTM's own (saved with its
     models) when it runs, else params.yaml's."""
-    cnn = next((f for f in fams if f.kind == "cnn_lstm"), None)
+    cnn = next((e for e in ens if e.family.features == "logmel"), None)
     return FeaturesLogmel.from_saved(cnn.features) if cnn else params.features_logmel
 
 
@@ -183,10 +171,10 @@ def _entry(classes: list[str], proba: np.ndarray) -> dict:
             "probs": {c: float(v) for c, v in zip(classes, shown)}}
 
 
-def analyse(path: Path, fams: list[Family], pp: PredictParams, grid: FeaturesLogmel) -> dict:
+def analyse(path: Path, ens: list[Ensemble], pp: PredictParams, grid: FeaturesLogmel) -> dict:
     """One recording file: see analyse_audio."""
     y, sr = decode(path)
-    return analyse_audio(y, sr, path, fams, pp, grid)
+    return analyse_audio(y, sr, path, ens, pp, grid)
 
 
 def cnn_input(y_cnn: np.ndarray, pp: PredictParams, grid: FeaturesLogmel) -> tuple[np.ndarray, bool]:
@@ -199,55 +187,62 @@ def cnn_input(y_cnn: np.ndarray, pp: PredictParams, grid: FeaturesLogmel) -> tup
     return np.resize(y_cnn, grid.n_samples), True
 
 
-def analyse_audio(y: np.ndarray, sr: int, path: Path | str, fams: list[Family], pp: PredictParams,
-                  grid: FeaturesLogmel) -> dict:
+def table_rows(y: np.ndarray, sr: int, e: Ensemble, segments: list[dict]) -> np.ndarray:
+    """A table family's feature rows: the whole recording, then each segment (as recorded)."""
+    mod = TABLES[e.family.features]
+    fp = mod.PARAMS.from_saved(e.features)
+    ys = at_rate(y, sr, fp.sample_rate)
+    rows = [mod.from_samples(ys, fp.sample_rate, fp)]
+    for seg in segments:
+        a, b = round(seg["start_s"] * fp.sample_rate), round(seg["end_s"] * fp.sample_rate)
+        rows.append(mod.from_samples(ys[a:b], fp.sample_rate, fp))
+    x = pd.DataFrame(np.vstack(rows), columns=mod.columns(fp))[e.columns]
+    return x.to_numpy()
+
+
+def analyse_audio(y: np.ndarray, sr: int, path: Path | str, ens: list[Ensemble],
+                  pp: PredictParams, grid: FeaturesLogmel) -> dict:
     """One recording (mono samples at `sr`): the timeline of segments and the whole, for every
     family. The segments are the CNN-LSTM's windows (`grid`: its feature params), whichever
-    models run. The CNN-LSTM reads a very short recording as `cnn_input` says; times are
+    families run. The CNN-LSTM reads a very short recording as `cnn_input` says; times are
     reported as recorded."""
     duration = len(y) / sr
     out: dict = {"file": str(path), "duration_s": round(duration, 3), "sample_rate": sr,
                  "warnings": [], "whole": {}, "segments": []}
-    cnn = next((f for f in fams if f.kind == "cnn_lstm"), None)
+    cnn = next((e for e in ens if e.family.features == "logmel"), None)
     rate, offset = grid.sample_rate, grid.offset_s
     y_cnn = at_rate(y, sr, rate, offset)
     if len(y_cnn) == 0:
         raise SerError(f"{path}: no audio after the first {offset:g} s, which the models skip")
     n_real = len(y_cnn)
     hop = max(1, round(pp.hop_s * rate))
-    bounds = segment_bounds(n_real, grid, hop)
     looped = False
-    if cnn is not None:
-        y_in, looped = cnn_input(y_cnn, pp, grid)
-        segs = recording_windows(y_in, grid, hop)  # a looped recording: one full window
     min_len = round(pp.reliable_min_s * rate)
-    for s, e in bounds:
+    for s, e in segment_bounds(n_real, grid, hop):
         out["segments"].append({"start_s": round(offset + s / rate, 3), "end_s": round(offset + e / rate, 3),
                                 "short": bool(e - s < min_len)})
-    for fam in fams:
-        if fam.kind == "cnn_lstm":
-            proba = fam.proba(np.stack([w for _, _, w in segs]))
+    for e in ens:
+        if e.family.features == "logmel":
+            y_in, looped = cnn_input(y_cnn, pp, grid)
+            segs = recording_windows(y_in, grid, hop)  # a looped recording: one full window
+            proba = e.proba(np.stack([w for _, _, w in segs]))
             whole = proba.mean(axis=0)
         else:
-            sp = FeaturesStats.from_saved(fam.features)
-            if sr < sp.sample_rate:
+            rate_needed = e.features["sample_rate"]
+            if sr < rate_needed:
                 out["warnings"].append(
-                    f"sampled at {sr} Hz, below the {sp.sample_rate} Hz audio the SVM's statistics "
-                    f"are taken from: its answers are unreliable (on RAVDESS clips sampled at 8 kHz "
-                    f"it is at chance: benchmarks/bench_bandwidth.py)")
-            ys = at_rate(y, sr, sp.sample_rate)
-            rows = [clip_stats(ys, sp.sample_rate, sp)]
-            for seg in out["segments"]:
-                a, b = round(seg["start_s"] * sp.sample_rate), round(seg["end_s"] * sp.sample_rate)
-                rows.append(clip_stats(ys[a:b], sp.sample_rate, sp))
-            x = pd.DataFrame(np.vstack(rows), columns=columns(sp))[fam.extra["columns"]]
-            if not np.isfinite(x.to_numpy()).all():
-                raise SerError(f"{path}: its statistics are not finite (silent or damaged audio?)")
-            p_all = fam.proba(x.to_numpy())
+                    f"sampled at {sr} Hz, below the {rate_needed} Hz audio the {e.family.label}'s "
+                    f"features are taken from: its answers are unreliable (on RAVDESS clips "
+                    f"sampled at 8 kHz the reference SVM is at chance: benchmarks/bench_bandwidth.py)")
+            x = table_rows(y, sr, e, out["segments"])
+            if not np.isfinite(x).all():
+                raise SerError(f"{path}: its {e.family.label} features are not finite (silent or "
+                               "damaged audio?)")
+            p_all = e.proba(x)
             whole, proba = p_all[0], p_all[1:]
-        out["whole"][fam.kind] = _entry(fam.classes, whole)
+        out["whole"][e.name] = _entry(e.classes, whole)
         for seg, pr in zip(out["segments"], proba):
-            seg[fam.kind] = _entry(fam.classes, pr)
+            seg[e.name] = _entry(e.classes, pr)
     if all(seg["short"] for seg in out["segments"]):
         fill = "looped" if looped else "zero-padded"
         out["warnings"].append(
@@ -260,53 +255,54 @@ def analyse_audio(y: np.ndarray, sr: int, path: Path | str, fams: list[Family], 
 
 # ---------------------------------------------------------------- output
 
-def to_rows(results: list[dict], fams: list[Family]) -> pd.DataFrame:
-    """One row per file, model and segment (segment 'whole' for the whole recording)."""
+def to_rows(results: list[dict], ens: list[Ensemble]) -> pd.DataFrame:
+    """One row per file, family and segment (segment 'whole' for the whole recording)."""
     rows = []
     for r in results:
-        for fam in fams:
-            parts = [("whole", 0.0, r["duration_s"], False, r["whole"][fam.kind])]
-            parts += [(i, s["start_s"], s["end_s"], s["short"], s[fam.kind])
+        for e in ens:
+            parts = [("whole", 0.0, r["duration_s"], False, r["whole"][e.name])]
+            parts += [(i, s["start_s"], s["end_s"], s["short"], s[e.name])
                       for i, s in enumerate(r["segments"])]
-            for seg, a, b, short, e in parts:
-                rows.append({"file": r["file"], "model": fam.kind, "segment": seg, "start_s": a,
-                             "end_s": b, "short": short, "top": e["top"], "prob": e["prob"],
-                             **{f"prob_{c}": v for c, v in e["probs"].items()}})
+            for seg, a, b, short, x in parts:
+                rows.append({"file": r["file"], "model": e.name, "segment": seg, "start_s": a,
+                             "end_s": b, "short": short, "top": x["top"], "prob": x["prob"],
+                             **{f"prob_{c}": v for c, v in x["probs"].items()}})
     return pd.DataFrame(rows)
 
 
-def to_text(results: list[dict], fams: list[Family]) -> str:
+def to_text(results: list[dict], ens: list[Ensemble]) -> str:
+    width = max(len(e.family.label) for e in ens)
     lines = []
     for r in results:
         lines.append(f"{r['file']} ({r['duration_s']:.1f} s, {len(r['segments'])} segments)"
                      + "".join(f"\n  warning: {w}" for w in r["warnings"]))
-        for fam in fams:
-            e = r["whole"][fam.kind]
-            lines.append(f"  whole recording, {MODEL_NAMES[fam.kind]:8s}: {e['top']:9s} {e['prob']:.2f}")
-        head = "  " + f"{'segment':>15s}" + "".join(f"  {MODEL_NAMES[f.kind]:>15s}" for f in fams)
+        for e in ens:
+            x = r["whole"][e.name]
+            lines.append(f"  whole recording, {e.family.label:{width}s}: {x['top']:9s} {x['prob']:.2f}")
+        head = "  " + f"{'segment':>15s}" + "".join(f"  {e.family.label:>15s}" for e in ens)
         lines.append(head)
         for s in r["segments"]:
-            cells = "".join(f"  {s[f.kind]['top']:>10s} {s[f.kind]['prob']:.2f}" for f in fams)
+            cells = "".join(f"  {s[e.name]['top']:>10s} {s[e.name]['prob']:.2f}" for e in ens)
             lines.append(f"  {s['start_s']:6.1f}-{s['end_s']:6.1f} s{cells}" + ("  short" if s["short"] else ""))
     return "\n".join(lines)
 
 
-def plot(result: dict, fams: list[Family], path: Path) -> None:
-    """The timeline of class probabilities, one panel per model."""
+def plot(result: dict, ens: list[Ensemble], path: Path) -> None:
+    """The timeline of class probabilities, one panel per family."""
     from ser import figures
     plt = figures.plt
-    fig, axes = plt.subplots(len(fams), 1, figsize=(10, 2.6 * len(fams)), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(len(ens), 1, figsize=(10, 2.6 * len(ens)), sharex=True, squeeze=False)
     mids = [(s["start_s"] + s["end_s"]) / 2 for s in result["segments"]]
-    for ax, fam in zip(axes[:, 0], fams):
-        for c in fam.classes:
-            ax.plot(mids, [s[fam.kind]["probs"][c] for s in result["segments"]], "o-", ms=3, label=c)
+    for ax, e in zip(axes[:, 0], ens):
+        for c in e.classes:
+            ax.plot(mids, [s[e.name]["probs"][c] for s in result["segments"]], "o-", ms=3, label=c)
         for s in result["segments"]:
             if s["short"]:
                 ax.axvspan(s["start_s"], s["end_s"], color="grey", alpha=0.15)
         ax.set_ylim(0, 1)
         ax.set_ylabel("probability")
-        ax.set_title(f"{MODEL_NAMES[fam.kind]} ({fam.describe()}); "
-                     f"whole: {result['whole'][fam.kind]['top']}", fontsize=9)
+        ax.set_title(f"{e.family.label} ({e.describe()}); whole: {result['whole'][e.name]['top']}",
+                     fontsize=9)
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=7, ncol=4, loc="upper right")
     axes[-1, 0].set_xlabel("time (s); grey: short segments, unreliable")
@@ -322,38 +318,49 @@ def _write(target: str, text: str) -> None:
         write_text(target, text)
 
 
-def run(paths: list[Path], *, which: str = "both", protocol: str = "auto", fold: int | None = None,
-        hop: float | None = None, json_out: str | None = None, csv_out: str | None = None,
-        plot_out: Path | None = None, params_path: Path = Path("params.yaml"),
-        models: Path = Path("data/models")) -> int:
+def as_json(results: list[dict], ens: list[Ensemble]) -> dict:
+    """The object `ser predict --json` writes (and `POST /api/predict` answers for one file)."""
+    return {"models": {e.name: {"protocol": e.protocol, "runs": e.runs, "classes": e.classes}
+                       for e in ens}, "files": results}
+
+
+def families_of(which: list[str] | None) -> list[str]:
+    """--model's families (default or 'all': every registered family), in registry order."""
+    if not which or "all" in which:
+        return list(registry.FAMILIES)
+    return [f for f in registry.FAMILIES if f in which]
+
+
+def run(paths: list[Path], *, which: list[str] | None = None, protocol: str = "auto",
+        fold: int | None = None, hop: float | None = None, json_out: str | None = None,
+        csv_out: str | None = None, plot_out: Path | None = None,
+        params_path: Path = PARAMS_FILE, models: Path = Path("data/models")) -> int:
     """Predict every file; print the table; write what was asked. Returns the exit status."""
     params = load_params(params_path)
-    if hop is not None and hop <= 0:
-        raise SerError(f"--hop must be positive, got {hop}")
+    if hop is not None and not (np.isfinite(hop) and hop > 0):
+        raise SerError(f"--hop must be a positive number of seconds, got {hop}")
     pp = params.predict if hop is None else params.predict.model_copy(update={"hop_s": hop})
-    fams = load_families(models, which, protocol, params, fold)
-    for fam in fams:
-        log.info("%s: %s", MODEL_NAMES[fam.kind], fam.describe())
-    grid = window_grid(fams, params)
+    ens = load_ensembles(models, families_of(which), protocol, params, fold)
+    for e in ens:
+        log.info("%s: %s", e.family.label, e.describe())
+    grid = window_grid(ens, params)
     files = audio_files(paths)
     if not files:
         raise SerError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {', '.join(map(str, paths))}")
     results, failed = [], 0
     for f in tqdm(files, desc="predict", unit="file", disable=len(files) < 2):
         try:
-            results.append(analyse(f, fams, pp, grid))
+            results.append(analyse(f, ens, pp, grid))
         except SerError as err:
             tqdm.write(f"error: {err}", file=sys.stderr)  # on its own line, beside the bar
             failed += 1
     if results:
         if json_out:
-            _write(json_out, json.dumps({"models": {f.kind: {"protocol": f.protocol, "runs": f.runs,
-                                                             "classes": f.classes} for f in fams},
-                                         "files": results}, indent=2) + "\n")
+            _write(json_out, json.dumps(as_json(results, ens), indent=2) + "\n")
         if csv_out:
-            _write(csv_out, to_rows(results, fams).to_csv(index=False))
+            _write(csv_out, to_rows(results, ens).to_csv(index=False))
         if json_out != "-" and csv_out != "-":
-            print(to_text(results, fams))  # the warnings under each file
+            print(to_text(results, ens))  # the warnings under each file
         else:
             for r in results:
                 for w in r["warnings"]:
@@ -361,7 +368,7 @@ def run(paths: list[Path], *, which: str = "both", protocol: str = "auto", fold:
         if plot_out:
             one = len(results) == 1 and plot_out.suffix.lower() == ".png"
             for r in results:
-                plot(r, fams, plot_out if one else plot_out / f"{Path(r['file']).stem}.png")
+                plot(r, ens, plot_out if one else plot_out / f"{Path(r['file']).stem}.png")
     return 1 if failed else 0
 
 
@@ -371,7 +378,8 @@ def main(argv: list[str] | None = None) -> None:
     pr = sub.add_parser("predict", help="apply the trained models to recordings",
                         description=__doc__.splitlines()[0])
     pr.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="audio files or folders")
-    pr.add_argument("--model", choices=["svm", "cnn_lstm", "both"], default="both")
+    pr.add_argument("--model", nargs="+", choices=[*registry.FAMILIES, "all"], default=["all"],
+                    metavar="FAMILY", help=f"model families ({', '.join(registry.FAMILIES)}) or all")
     pr.add_argument("--protocol", choices=["auto", *PROTOCOL_ORDER], default="auto",
                     help="whose fold models (auto: actor, else random, else holdout)")
     pr.add_argument("--fold", type=int, default=None,
@@ -382,18 +390,19 @@ def main(argv: list[str] | None = None) -> None:
     pr.add_argument("--csv", dest="csv_out", metavar="FILE", help="write CSV ('-': stdout)")
     pr.add_argument("--plot", type=Path, metavar="FILE.png|FOLDER",
                     help="probability timeline: a PNG for one file, a folder of PNGs for several")
-    pr.add_argument("--params", type=Path, default=Path("params.yaml"))
+    pr.add_argument("--params", type=Path, default=PARAMS_FILE)
     pr.add_argument("--models", type=Path, default=Path("data/models"))
     a = ap.parse_args(argv)
-    code = run(a.paths, which=a.model, protocol=a.protocol, fold=a.fold, hop=a.hop, json_out=a.json_out,
-               csv_out=a.csv_out, plot_out=a.plot, params_path=a.params, models=a.models)
+    code = run(a.paths, which=a.model, protocol=a.protocol, fold=a.fold, hop=a.hop,
+               json_out=a.json_out, csv_out=a.csv_out, plot_out=a.plot, params_path=a.params,
+               models=a.models)
     sys.exit(code)
 
 
 def cli() -> None:
     """The `ser` console script. Like training, it restarts itself with glibc set to reuse freed
     memory: the CNN-LSTM's forward passes ran 4x faster so (benchmarks/bench_predict.py)."""
-    reexec_with_reused_memory("ser.predict")
+    reexec_with_reused_memory("ser.apps.predict")
     run_cli(main)
 
 

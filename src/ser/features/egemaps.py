@@ -18,6 +18,7 @@ from ser.errors import SerError
 from ser.params import FeaturesEgemaps
 
 FAMILY = "egemaps"
+PARAMS = FeaturesEgemaps  # its params section: features_egemaps
 
 
 @functools.lru_cache(maxsize=4)
@@ -31,7 +32,7 @@ def columns(p: FeaturesEgemaps) -> list[str]:
     return list(_smile(p.feature_set, "Functionals").feature_names)
 
 
-def clip_egemaps(y: np.ndarray, sr: int, p: FeaturesEgemaps) -> np.ndarray:
+def from_samples(y: np.ndarray, sr: int, p: FeaturesEgemaps) -> np.ndarray:
     """The functionals of one waveform (samples at `sr`, which should be p.sample_rate)."""
     df = _smile(p.feature_set, "Functionals").process_signal(np.asarray(y, dtype=np.float32), sr)
     return df.to_numpy(dtype=np.float64)[0]
@@ -39,7 +40,7 @@ def clip_egemaps(y: np.ndarray, sr: int, p: FeaturesEgemaps) -> np.ndarray:
 
 def from_file(path: Path, p: FeaturesEgemaps) -> np.ndarray:
     """The features of one audio file, checked finite: what the stage writes for a clip."""
-    v = clip_egemaps(load(path, p.sample_rate), p.sample_rate, p)
+    v = from_samples(load(path, p.sample_rate), p.sample_rate, p)
     if not np.isfinite(v).all():
         bad = [c for c, ok in zip(columns(p), np.isfinite(v)) if not ok]
         raise SerError(f"{path}: non-finite eGeMAPS features ({', '.join(bad[:3])})")

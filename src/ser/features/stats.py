@@ -21,6 +21,7 @@ from ser.errors import SerError
 from ser.params import FeaturesStats
 
 FAMILY = "stats"
+PARAMS = FeaturesStats  # its params section: features_stats
 STATS = ("mean", "std", "median", "kurtosis", "skew", "p01", "p99", "min", "max", "range")
 _EPS = np.finfo(float).eps
 
@@ -88,6 +89,9 @@ def summarise(feats: np.ndarray) -> np.ndarray:
 def clip_stats(y: np.ndarray, sr: int, p: FeaturesStats) -> np.ndarray:
     """The SVM's 200 inputs for one waveform: used by the stage and by prediction."""
     return summarise(frame_features(y, sr, p)).ravel()
+
+
+from_samples = clip_stats  # the name every table family gives it (ser.apps.predict)
 
 
 def from_file(path: Path, p: FeaturesStats) -> np.ndarray:

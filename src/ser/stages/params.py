@@ -9,9 +9,22 @@ import argparse
 import logging
 from pathlib import Path
 
+from ser import registry
 from ser.errors import run_cli
 from ser.io import write_text
-from ser.params import PARAMS_FILE, load_params
+from ser.params import PARAMS_FILE, ParamsError, Params, load_params
+
+
+def check_families(params: Params, source: str) -> None:
+    """What the schema cannot know: report.compare names registered families, headline first."""
+    for a, b in params.report.compare:
+        for name in (a, b):
+            if name not in registry.FAMILIES:
+                raise ParamsError(f"{source}: report.compare: no model family {name!r} (families: "
+                                  f"{', '.join(registry.FAMILIES)})")
+    if params.report.compare[0] != [registry.NETWORK, registry.REFERENCE_SVM]:
+        raise ParamsError(f"{source}: report.compare: the first pair is the headline, the "
+                          f"reference's question: [{registry.NETWORK}, {registry.REFERENCE_SVM}]")
 
 
 def main() -> None:
@@ -19,7 +32,7 @@ def main() -> None:
     ap.add_argument("--params", type=Path, default=PARAMS_FILE)
     ap.add_argument("--out", type=Path, required=True, help="written, always the same, when valid")
     a = ap.parse_args()
-    load_params(a.params)
+    check_families(load_params(a.params), str(a.params))
     write_text(a.out, "params.yaml is valid\n")
     logging.getLogger("params").info("%s: valid", a.params)
 

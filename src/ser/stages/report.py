@@ -1,18 +1,20 @@
-"""Stage report: the accuracy gap between the CNN-LSTM and the SVM, pooled over folds, with its
-uncertainty, under every protocol run.
+"""Stage report: every model family's accuracy and the gaps between them (report.compare), pooled
+over folds, with their uncertainty, under every protocol run.
 
     bin/stage report --runs data/runs --manifest data/prepared/manifest.csv --out reports
 
-Reads each run's predictions tables (data/runs/<model>/<run>/predictions.csv), pools the test
-clips of every fold of a protocol (under cross-validation each clip is tested exactly once), and
-computes (ser.stats) each model's metrics with bootstrap intervals, the paired gap and McNemar's
-exact test, per fold and pooled, and each model's drop from the random to the actor protocol.
-Clips are resampled for the random and holdout protocols; actors (cluster bootstrap) under the
-actor protocol and for the drop, since clips of one speaker are not independent.
+Reads each run's predictions tables (data/runs/<family>/<run>/predictions.csv) of every family
+in the registry, pools the test clips of every fold of a protocol (under cross-validation each
+clip is tested exactly once), and computes (ser.intervals) each family's metrics with bootstrap
+intervals, the paired gaps with McNemar's exact test, per fold and pooled, and each family's drop
+from the random to the actor protocol. Clips are resampled for the random and holdout protocols;
+actors (cluster bootstrap) under the actor protocol and for the drop, since clips of one speaker
+are not independent. The headline is report.compare's first pair: the reference's question,
+CNN-LSTM minus the reference's SVM.
 
 Writes report.md, report.html (pictures embedded), metrics.json (the headline: pooled per
-protocol and model, the gaps, the drops), metrics_folds.json (per fold), figures/, plots/ (for
-`dvc plots`) and predictions/<protocol>.csv (both models' pooled predictions, clip by clip).
+protocol and family, the gaps, the drops), metrics_folds.json (per fold), figures/, plots/ (for
+`dvc plots`) and predictions/<protocol>.csv (every family's pooled predictions, clip by clip).
 """
 
 from __future__ import annotations
@@ -26,17 +28,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ser import figures, stats
+from ser import figures, intervals, registry
 from ser.errors import SerError, run_cli
-from ser.evaluate import PROB_PREFIX, classes_of, read_predictions
-from ser.io import atomic_path, write_json, write_text
+from ser.intervals import SUMMARY, Interval
+from ser.io import atomic_dir, write_json, write_text
 from ser.params import PARAMS_FILE, Params, load_params
+from ser.predictions import PROB_PREFIX, classes_of, read_predictions
 from ser.render import to_html, to_markdown
-from ser.stats import SUMMARY, Interval
 from ser.store import read_manifest
 
 log = logging.getLogger("report")
-MODELS = figures.MODELS
+FAMILIES = list(registry.FAMILIES)
+LABEL = registry.labels()
 # train_cnn_lstm params the protocol section quotes; dvc.yaml's report stage declares each
 QUOTED_TRAINING_PARAMS = ("lstm", "epochs", "patience", "batch_size", "lr", "momentum", "decay",
                           "bf16", "channels_last")
@@ -44,6 +47,14 @@ QUOTED_TRAINING_PARAMS = ("lstm", "epochs", "patience", "batch_size", "lr", "mom
 # from its single random 80/15/5 split.
 REFERENCE = {"cnn_lstm.val.accuracy": 0.74, "cnn_lstm.test.accuracy": 0.72, "gap.accuracy_pp": 10.0}
 UNIT = {"random": "clips", "holdout": "clips", "actor": "actors"}
+
+
+def pair_key(pair: list[str]) -> str:
+    return f"{pair[0]}-{pair[1]}"
+
+
+def pair_label(pair: list[str]) -> str:
+    return f"{LABEL[pair[0]]} minus {LABEL[pair[1]]}"
 
 
 def protocol_label(prot: str, n_folds: int, params: Params) -> str:
@@ -63,27 +74,31 @@ def short_label(prot: str) -> str:
 # ---------------------------------------------------------------- reading
 
 def read_run(runs: Path, run: str) -> tuple[pd.DataFrame, list[str], dict]:
-    """One run's test and validation clips, both models side by side, and the CNN-LSTM's metrics."""
-    svm = read_predictions(runs / "svm" / run / "predictions.csv")
-    cnn = read_predictions(runs / "cnn_lstm" / run / "predictions.csv")
-    classes = classes_of(svm)
-    if classes_of(cnn) != classes:
-        raise SerError(f"{run}: the SVM and the CNN-LSTM predictions have different classes "
-                       f"({classes} vs {classes_of(cnn)})")
-    a, b = svm.set_index("clip_id"), cnn.set_index("clip_id")
-    if set(a.index) != set(b.index) or not (a["split"] == b.loc[a.index, "split"]).all():
-        raise SerError(f"{run}: the two models' predictions hold different clips "
-                       f"({len(a)} vs {len(b)}): were they trained on the same folds?")
-    if not (a["label"] == b.loc[a.index, "label"]).all():
-        raise SerError(f"{run}: the two models' predictions disagree on true labels")
-    t = pd.DataFrame({"run": run, "split": a["split"], "label": a["label"], "svm": a["pred"],
-                      "cnn_lstm": b.loc[a.index, "pred"]})
-    for m, src in (("svm", a), ("cnn_lstm", b.loc[a.index])):
+    """One run's test and validation clips, every family side by side (column <family>: its
+    prediction, <family>_prob_<class>: its probabilities), and the CNN-LSTM's training metrics."""
+    tables = {f: read_predictions(runs / f / run / "predictions.csv") for f in FAMILIES}
+    first = FAMILIES[0]
+    classes = classes_of(tables[first])
+    a = tables[first].set_index("clip_id")
+    for f, t in tables.items():
+        if classes_of(t) != classes:
+            raise SerError(f"{run}: {LABEL[f]} and {LABEL[first]} predictions have different "
+                           f"classes ({classes_of(t)} vs {classes})")
+        b = t.set_index("clip_id")
+        if set(a.index) != set(b.index) or not (a["split"] == b.loc[a.index, "split"]).all():
+            raise SerError(f"{run}: {LABEL[f]} and {LABEL[first]} predictions hold different clips "
+                           f"({len(b)} vs {len(a)}): were they trained on the same folds?")
+        if not (a["label"] == b.loc[a.index, "label"]).all():
+            raise SerError(f"{run}: {LABEL[f]} and {LABEL[first]} predictions disagree on true labels")
+    out = pd.DataFrame({"run": run, "split": a["split"], "label": a["label"]})
+    for f, t in tables.items():
+        b = t.set_index("clip_id").loc[a.index]
+        out[f] = b["pred"]
         for c in classes:
-            t[f"{m}_{PROB_PREFIX}{c}"] = src[PROB_PREFIX + c]
-    metrics_path = runs / "cnn_lstm" / run / "metrics.json"
+            out[f"{f}_{PROB_PREFIX}{c}"] = b[PROB_PREFIX + c]
+    metrics_path = runs / registry.NETWORK / run / "metrics.json"
     info = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    return t.reset_index(), classes, info
+    return out.reset_index(), classes, info
 
 
 def read_curves(folder: Path) -> pd.DataFrame | None:
@@ -98,36 +113,72 @@ def read_curves(folder: Path) -> pd.DataFrame | None:
     return pd.DataFrame(parts)
 
 
+def read_protocol(prot: str, runs: Path, manifest: pd.DataFrame, params: Params) -> dict:
+    """Every fold of one protocol: its pooled clips (with actors), classes, CNN-LSTM training
+    info and curves per run."""
+    parts, info, curves, classes = [], {}, {}, None
+    for k in params.folds.folds_of(prot):
+        run_name = f"{prot}-{k}"
+        t, cls, info[run_name] = read_run(runs, run_name)
+        if classes is not None and cls != classes:
+            raise SerError(f"{run_name}: classes {cls} differ from the other runs' {classes}")
+        classes = cls
+        parts.append(t)
+        c = read_curves(runs / registry.NETWORK / run_name / "live" / "plots" / "metrics")
+        if c is not None and len(c):
+            curves[run_name] = c
+    every = pd.concat(parts, ignore_index=True)
+    unknown = set(every["clip_id"]) - set(manifest.index)
+    if unknown:
+        raise SerError(f"no clip {sorted(unknown)[0]} of the {prot} predictions in the manifest "
+                       "(are they from another corpus?)")
+    every["actor"] = manifest.loc[every["clip_id"], "actor"].to_numpy()
+    tests = every[every["split"] == "test"].reset_index(drop=True)
+    dup = tests["clip_id"].duplicated()
+    if dup.any():
+        raise SerError(f"{prot}: clip {tests.loc[dup, 'clip_id'].iloc[0]} is tested in two folds")
+    per_run = every.groupby("run")["split"].value_counts().unstack(fill_value=0) \
+        .reindex(columns=["val", "test"], fill_value=0)
+    counts = {"val": round(per_run["val"].mean()),
+              "train": round(len(manifest) - per_run["val"].mean() - per_run["test"].mean())}
+    return {"tests": tests, "classes": classes, "info": info, "curves": curves, "counts": counts}
+
+
 # ---------------------------------------------------------------- statistics
+
+def gaps(t: pd.DataFrame, classes: list[str], w: np.ndarray, params: Params) -> dict[str, dict]:
+    y = t["label"].to_numpy()
+    return {pair_key(pr): intervals.gap_metrics(y, t[pr[0]].to_numpy(), t[pr[1]].to_numpy(),
+                                                classes, w, params.report.confidence)
+            for pr in params.report.compare}
+
+
+def weights_for(t: pd.DataFrame, prot: str, params: Params) -> np.ndarray:
+    rp = params.report
+    return intervals.resample_weights(len(t), rp.bootstrap, rp.seed,
+                                      t["actor"].to_numpy() if prot == "actor" else None)
+
 
 def analyse(tests: pd.DataFrame, classes: list[str], prot: str, params: Params,
             info: dict[str, dict]) -> dict:
     """Pooled and per-fold metrics of one protocol's test clips."""
-    rp = params.report
-    clusters = tests["actor"].to_numpy() if prot == "actor" else None
+    w = weights_for(tests, prot, params)
     y = tests["label"].to_numpy()
-    w = stats.resample_weights(len(tests), rp.bootstrap, rp.seed, clusters)
-    res = {m: stats.model_metrics(y, tests[m].to_numpy(), classes, w, rp.confidence) for m in MODELS}
-    res["gap"] = stats.gap_metrics(y, tests["svm"].to_numpy(), tests["cnn_lstm"].to_numpy(),
-                                   classes, w, rp.confidence)
+    res = {f: intervals.model_metrics(y, tests[f].to_numpy(), classes, w, params.report.confidence)
+           for f in FAMILIES}
+    res["gaps"] = gaps(tests, classes, w, params)
     res["n"], res["actors"] = len(tests), int(tests["actor"].nunique())
-    folds = []
-    for run, t in tests.groupby("run", sort=False):
-        yt = t["label"].to_numpy()
-        wt = stats.resample_weights(len(t), rp.bootstrap, rp.seed,
-                                    t["actor"].to_numpy() if prot == "actor" else None)
-        gap = stats.gap_metrics(yt, t["svm"].to_numpy(), t["cnn_lstm"].to_numpy(), classes, wt,
-                                rp.confidence)
-        folds.append({"run": run, "n": len(t), "actors": sorted(t["actor"].unique().tolist()),
-                      **{m: float(np.mean(t[m] == t["label"])) for m in MODELS}, "gap": gap,
-                      "best_epoch": info.get(run, {}).get("best_epoch"),
-                      "cnn_lstm_val": info.get(run, {}).get("val", {}).get("accuracy")})
-    res["folds"] = folds
+    res["folds"] = [{"run": run, "n": len(t), "actors": sorted(t["actor"].unique().tolist()),
+                     **{f: float(np.mean(t[f] == t["label"])) for f in FAMILIES},
+                     "gaps": gaps(t, classes, weights_for(t, prot, params), params),
+                     "best_epoch": info.get(run, {}).get("best_epoch"),
+                     "cnn_lstm_val": info.get(run, {}).get("val", {}).get("accuracy")}
+                    for run, t in tests.groupby("run", sort=False)]
     return res
 
 
 def drops(pooled: dict[str, pd.DataFrame], params: Params) -> dict[str, Interval] | None:
-    """Each model's accuracy under random CV minus under unseen speakers, paired over the clips
+    """Each family's accuracy under random CV minus under unseen speakers, paired over the clips
     tested under both, actors resampled (the actor protocol's clips are clustered by speaker)."""
     if not {"random", "actor"} <= set(pooled):
         return None
@@ -136,16 +187,16 @@ def drops(pooled: dict[str, pd.DataFrame], params: Params) -> dict[str, Interval
     common = r.index.intersection(a.index)
     r, a = r.loc[common], a.loc[common]
     rp = params.report
-    w = stats.resample_weights(len(common), rp.bootstrap, rp.seed, a["actor"].to_numpy())
-    return {m: stats.paired_difference((r[m] == r["label"]).to_numpy(),
-                                       (a[m] == a["label"]).to_numpy(), w, rp.confidence)
-            for m in MODELS}
+    w = intervals.resample_weights(len(common), rp.bootstrap, rp.seed, a["actor"].to_numpy())
+    return {f: intervals.paired_difference((r[f] == r["label"]).to_numpy(),
+                                           (a[f] == a["label"]).to_numpy(), w, rp.confidence)
+            for f in FAMILIES}
 
 
 def per_actor(tests: pd.DataFrame) -> pd.DataFrame:
-    """Test accuracy per actor (rows) of each model (columns)."""
-    return tests.groupby("actor")[list(MODELS)].apply(
-        lambda g: pd.Series({m: float(np.mean(g[m] == tests.loc[g.index, "label"])) for m in MODELS}))
+    """Test accuracy per actor (rows) of each family (columns)."""
+    ok = pd.DataFrame({f: tests[f] == tests["label"] for f in FAMILIES}).astype(float)
+    return ok.groupby(tests["actor"]).mean()
 
 
 # ---------------------------------------------------------------- text
@@ -154,17 +205,24 @@ def conf_label(params: Params) -> str:
     return f"{params.report.confidence:.0%}".replace(".0%", "%")
 
 
-def headline(res: dict, label: str, conf: str) -> str:
-    g: Interval = res["gap"]["accuracy_pp"]
-    word = "more" if g.value >= 0 else "less"
-    return (f"Under {label}, on {res['n']} clips each tested once, the CNN-LSTM is "
-            f"{abs(g.value):.1f} points {word} accurate than the SVM ({conf} CI {g.low:.1f} to "
-            f"{g.high:.1f}; McNemar p = {res['gap']['mcnemar_p']:.2g}).")
+def _pp(i: Interval) -> str:
+    return f"{i.value:+.1f} [{i.low:+.1f}, {i.high:+.1f}]"
 
 
-def verdict(res: dict, conf: str) -> list[str]:
+def headline(res: dict, label: str, params: Params) -> str:
+    pair = params.report.compare[0]
+    g = res["gaps"][pair_key(pair)]
+    i: Interval = g["accuracy_pp"]
+    word = "more" if i.value >= 0 else "less"
+    return (f"Under {label}, on {res['n']} clips each tested once, the {LABEL[pair[0]]} is "
+            f"{abs(i.value):.1f} points {word} accurate than the {LABEL[pair[1]]} "
+            f"({conf_label(params)} CI {i.low:.1f} to {i.high:.1f}; McNemar p = {g['mcnemar_p']:.2g}).")
+
+
+def verdict(res: dict, params: Params) -> list[str]:
     """The reference's claims beside our pooled random-CV figures, said plainly."""
-    g: Interval = res["gap"]["accuracy_pp"]
+    conf = conf_label(params)
+    g: Interval = res["gaps"][pair_key(params.report.compare[0])]["accuracy_pp"]
     ref_gap = REFERENCE["gap.accuracy_pp"]
     if g.low <= ref_gap <= g.high:
         word = f"**agrees** with it (+{ref_gap:.0f} lies inside the interval)."
@@ -181,7 +239,7 @@ def verdict(res: dict, conf: str) -> list[str]:
         out.append("The interval lies below 0: the SVM is the more accurate model here.")
     else:
         out.append("The interval lies above 0: the CNN-LSTM is the more accurate model here.")
-    cnn: Interval = res["cnn_lstm"]["accuracy"]
+    cnn: Interval = res[registry.NETWORK]["accuracy"]
     ref = REFERENCE["cnn_lstm.test.accuracy"] * 100
     inside = cnn.low * 100 <= ref <= cnn.high * 100
     out.append(f"The reference CNN-LSTM reached {ref:.0f}% test accuracy on 68 clips; ours reaches "
@@ -205,83 +263,97 @@ def _table(header: list[str], rows: list[list[str]]) -> dict:
     return {"table": (header, rows)}
 
 
-def _pp(i: Interval) -> str:
-    return f"{i.value:+.1f} [{i.low:+.1f}, {i.high:+.1f}]"
-
-
-def build_blocks(res: dict[str, dict], drop: dict | None, labels: dict[str, str], classes: list[str],
-                 params: Params, figs: dict[str, str], counts: dict[str, dict]) -> list[dict]:
+def summary_blocks(res: dict[str, dict], drop: dict | None, labels: dict[str, str],
+                   params: Params, figs: dict[str, str]) -> list[dict]:
+    """The headline sentences and the table of every family under every protocol."""
     conf = conf_label(params)
-    b: list[dict] = [{"h1": "Speech emotion recognition on RAVDESS: CNN-LSTM vs SVM"}]
-    b += [{"p": "**" + headline(res[p], labels[p], conf) + "**"} for p in res]
+    b: list[dict] = [{"h1": "Speech emotion recognition on RAVDESS: " + ", ".join(LABEL.values())}]
+    b += [{"p": "**" + headline(res[p], labels[p], params) + "**"} for p in res]
     if drop:
-        b.append({"p": "From random cross-validation to unseen speakers the SVM loses "
-                       f"{drop['svm'].value:.1f} points ({conf} CI {drop['svm'].low:.1f} to "
-                       f"{drop['svm'].high:.1f}) and the CNN-LSTM {drop['cnn_lstm'].value:.1f} "
-                       f"({drop['cnn_lstm'].low:.1f} to {drop['cnn_lstm'].high:.1f})."})
-    b.append({"h2": f"Both answers side by side (pooled test accuracy, %, {conf} CI)"})
-    header = ["model"] + [short_label(p) for p in res] + (["drop, random CV to unseen speakers (points)"]
-                                                          if drop else [])
-    rows = [[MODELS[m]] + [res[p][m]["accuracy"].fmt() for p in res] + ([_pp(drop[m])] if drop else [])
-            for m in MODELS]
-    rows.append(["gap, CNN-LSTM minus SVM (points)"] + [_pp(res[p]["gap"]["accuracy_pp"]) for p in res]
-                + ([""] if drop else []))
-    rows.append(["McNemar exact p of the gap"] + [f"{res[p]['gap']['mcnemar_p']:.2g}" for p in res]
-                + ([""] if drop else []))
+        b.append({"p": "From random cross-validation to unseen speakers " + "; ".join(
+            f"the {LABEL[f]} loses {drop[f].value:.1f} points ({conf} CI {drop[f].low:.1f} to "
+            f"{drop[f].high:.1f})" for f in FAMILIES) + "."})
+    b.append({"h2": f"All families side by side (pooled test accuracy, %, {conf} CI)"})
+    header = ["family"] + [short_label(p) for p in res] + (
+        ["drop, random CV to unseen speakers (points)"] if drop else [])
+    rows = [[LABEL[f]] + [res[p][f]["accuracy"].fmt() for p in res] + ([_pp(drop[f])] if drop else [])
+            for f in FAMILIES]
+    for pr in params.report.compare:
+        rows.append([f"gap, {pair_label(pr)} (points)"]
+                    + [_pp(res[p]["gaps"][pair_key(pr)]["accuracy_pp"]) for p in res]
+                    + ([""] if drop else []))
+        rows.append([f"McNemar exact p, {pair_label(pr)}"]
+                    + [f"{res[p]['gaps'][pair_key(pr)]['mcnemar_p']:.2g}" for p in res]
+                    + ([""] if drop else []))
     b.append(_table(header, rows))
+    b.append({"p": "The families: " + "; ".join(f"**{f.label}**: {f.about}" for f in
+                                                 registry.FAMILIES.values()) + "."})
     b.append({"p": f"Intervals are {conf} percentile bootstrap intervals ({params.report.bootstrap} "
                    "resamples). Random CV resamples clips; unseen speakers resample actors (a "
                    "cluster bootstrap: clips of one speaker are not independent); the drop pairs "
-                   "each clip's two test results and resamples actors. The gap is paired: each "
-                   "resample draws the same clips for both models. McNemar's exact test is a "
-                   "two-sided binomial test on the clips exactly one model got right."})
-    if "accuracy" in figs:
-        b.append({"img": (figs["accuracy"], "Pooled accuracy of both models under each protocol")})
-    if "actors" in figs:
-        b.append({"img": (figs["actors"], "Test accuracy per actor")})
+                   "each clip's two test results and resamples actors. Gaps are paired: each "
+                   "resample draws the same clips for both families. McNemar's exact test is a "
+                   "two-sided binomial test on the clips exactly one of the two got right."})
+    for key, caption in (("accuracy", "Pooled accuracy of every family under each protocol"),
+                         ("actors", "Test accuracy per actor")):
+        if key in figs:
+            b.append({"img": (figs[key], caption)})
     if "random" in res:
         b.append({"h2": "The reference's claims beside ours"})
-        b += [{"p": s} for s in verdict(res["random"], conf)]
-        b.append(_table(["figure", "reference (one split, 68 test clips)", f"ours (random CV, {res['random']['n']} clips)"], [
-            ["CNN-LSTM test accuracy", "72%", res["random"]["cnn_lstm"]["accuracy"].fmt() + "%"],
+        b += [{"p": s} for s in verdict(res["random"], params)]
+        head = params.report.compare[0]
+        b.append(_table(["figure", "reference (one split, 68 test clips)",
+                         f"ours (random CV, {res['random']['n']} clips)"], [
+            ["CNN-LSTM test accuracy", "72%", res["random"][registry.NETWORK]["accuracy"].fmt() + "%"],
             ["CNN-LSTM minus SVM, test accuracy", "about +10 points",
-             _pp(res["random"]["gap"]["accuracy_pp"]) + " points"],
+             _pp(res["random"]["gaps"][pair_key(head)]["accuracy_pp"]) + " points"],
         ]))
         b.append({"p": "The reference's 74% validation figure is not comparable: the validation "
                        "clips choose the CNN-LSTM's best epoch, so its validation accuracy is biased "
                        "upward. Every figure here is on test clips, which chose nothing."})
-    for p, r in res.items():
-        b.append({"h2": f"{labels[p][0].upper()}{labels[p][1:]}"})
-        b.append({"p": f"{r['n']} test clips of {r['actors']} actors, pooled over "
-                       f"{len(r['folds'])} fold{'s' if len(r['folds']) > 1 else ''}; intervals resample "
-                       f"{UNIT[p]}."})
-        b.append(_table(["model", "accuracy", "balanced accuracy", "macro-F1"],
-                        [[MODELS[m]] + [r[m][k].fmt() for k in SUMMARY] for m in MODELS]))
-        g = r["gap"]
-        b.append(_table(["gap (CNN-LSTM minus SVM)", "accuracy (points)", "balanced accuracy (points)",
-                         "only CNN-LSTM right / only SVM right", "McNemar exact p"],
-                        [["pooled", _pp(g["accuracy_pp"]), _pp(g["balanced_accuracy_pp"]),
-                          f"{g['only_cnn_lstm_right']} / {g['only_svm_right']}", f"{g['mcnemar_p']:.2g}"]]))
-        b.append({"h3": "Per fold"})
-        b.append(_table(["fold", "test clips", "test actors", "SVM acc (%)", "CNN-LSTM acc (%)",
-                         f"gap (points, {conf} CI)", "McNemar p", "CNN-LSTM best epoch",
-                         "CNN-LSTM val acc (%, chose the epoch)"],
-                        [[f["run"], str(f["n"]), ", ".join(map(str, f["actors"])) if p == "actor" else "all",
-                          f"{100 * f['svm']:.1f}", f"{100 * f['cnn_lstm']:.1f}", _pp(f["gap"]["accuracy_pp"]),
-                          f"{f['gap']['mcnemar_p']:.2g}", str(f["best_epoch"] or "-"),
-                          f"{100 * f['cnn_lstm_val']:.1f}" if f["cnn_lstm_val"] is not None else "-"]
-                         for f in r["folds"]]))
-        for key, caption in ((f"forest_{p}", "Each fold's gap, the pooled gap beneath"),
-                             (f"confusion_{p}", "Pooled confusion matrices"),
-                             (f"per_class_f1_{p}", "Per-class F1, pooled"),
-                             (f"curves_{p}", "CNN-LSTM training curves per fold")):
-            if key in figs:
-                b.append({"img": (figs[key], caption)})
-        b.append({"h3": f"Per-class precision, recall and F1 (%, {conf} CI)"})
-        b.append(_table(["class"] + [f"{MODELS[m]} {k}" for m in MODELS for k in ("precision", "recall", "F1")],
-                        [[c] + [r[m][f"{k}.{c}"].fmt(digits=0) for m in MODELS
-                                for k in ("precision", "recall", "f1")] for c in classes]))
-    b.append({"h2": "Protocol"})
+    return b
+
+
+def protocol_blocks(p: str, r: dict, label: str, classes: list[str], params: Params,
+                    figs: dict[str, str]) -> list[dict]:
+    """One protocol's section: every family's metrics, the gaps, the folds, the figures."""
+    conf = conf_label(params)
+    b: list[dict] = [{"h2": f"{label[0].upper()}{label[1:]}"}]
+    b.append({"p": f"{r['n']} test clips of {r['actors']} actors, pooled over {len(r['folds'])} "
+                   f"fold{'s' if len(r['folds']) > 1 else ''}; intervals resample {UNIT[p]}."})
+    b.append(_table(["family", "accuracy", "balanced accuracy", "macro-F1"],
+                    [[LABEL[f]] + [r[f][k].fmt() for k in SUMMARY] for f in FAMILIES]))
+    b.append(_table(["gap", "accuracy (points)", "balanced accuracy (points)",
+                     "only the first right / only the second right", "McNemar exact p"],
+                    [[pair_label(pr), _pp(g["accuracy_pp"]), _pp(g["balanced_accuracy_pp"]),
+                      f"{g['only_a_right']} / {g['only_b_right']}", f"{g['mcnemar_p']:.2g}"]
+                     for pr in params.report.compare for g in [r["gaps"][pair_key(pr)]]]))
+    head = pair_key(params.report.compare[0])
+    b.append({"h3": "Per fold"})
+    b.append(_table(["fold", "test clips", "test actors"] + [f"{LABEL[f]} acc (%)" for f in FAMILIES]
+                    + [f"headline gap (points, {conf} CI)", "McNemar p", "CNN-LSTM best epoch",
+                       "CNN-LSTM val acc (%, chose the epoch)"],
+                    [[f["run"], str(f["n"]), ", ".join(map(str, f["actors"])) if p == "actor" else "all"]
+                     + [f"{100 * f[m]:.1f}" for m in FAMILIES]
+                     + [_pp(f["gaps"][head]["accuracy_pp"]), f"{f['gaps'][head]['mcnemar_p']:.2g}",
+                        str(f["best_epoch"] or "-"),
+                        f"{100 * f['cnn_lstm_val']:.1f}" if f["cnn_lstm_val"] is not None else "-"]
+                     for f in r["folds"]]))
+    for key, caption in ((f"forest_{p}", "Each fold's gaps, the pooled gap beneath"),
+                         (f"confusion_{p}", "Pooled confusion matrices"),
+                         (f"per_class_f1_{p}", "Per-class F1, pooled"),
+                         (f"curves_{p}", "CNN-LSTM training curves per fold")):
+        if key in figs:
+            b.append({"img": (figs[key], caption)})
+    b.append({"h3": f"Per-class precision, recall and F1 (%, {conf} CI)"})
+    b.append(_table(["class"] + [f"{LABEL[m]} {k}" for m in FAMILIES for k in ("precision", "recall", "F1")],
+                    [[c] + [r[m][f"{k}.{c}"].fmt(digits=0) for m in FAMILIES
+                            for k in ("precision", "recall", "f1")] for c in classes]))
+    return b
+
+
+def protocol_lines(res: dict, classes: list[str], params: Params, counts: dict[str, dict]) -> list[dict]:
+    """How the clips were split, trained and seeded, in words."""
     pp, fp = params.prepare, params.folds
     lines = [f"Corpus: RAVDESS speech (Livingstone & Russo 2018), "
              f"{'all 24 actors' if params.download.actors == 'all' else 'actors ' + str(params.download.actors)}.",
@@ -297,25 +369,24 @@ def build_blocks(res: dict[str, dict], drop: dict | None, labels: dict[str, str]
         elif p == "actor":
             lines.append(f"Unseen speakers: folds of {fp.actor_fold_size} consecutive actors; fold k "
                          f"tests, fold k+1 validates, the other actors train ({c['train']} training "
-                         f"and {c['val']} validation clips per fold on average). The SVM's inner "
+                         f"and {c['val']} validation clips per fold on average). The SVMs' inner "
                          "grid-search folds are grouped by actor too.")
         else:
             lines.append(f"Single split: stratified {1 - fp.test_size - fp.val_size:.0%} / "
                          f"{fp.val_size:.0%} / {fp.test_size:.0%}, seed {fp.seed}.")
     lines.append(f"Validation clips serve only the CNN-LSTM's early stopping (patience "
-                 f"{params.train_cnn_lstm.patience}, best epoch kept); the SVM chooses C and gamma by "
-                 f"{params.train_svm.cv_folds}-fold grid search on its training clips. Training clips "
+                 f"{params.train_cnn_lstm.patience}, best epoch kept); the SVMs choose C and gamma by "
+                 f"{params.train_svm.cv_folds}-fold grid search on their training clips. Training clips "
                  f"are augmented with {params.features_logmel.augment_copies} noisy copies each for "
                  "the CNN-LSTM only.")
     lines.append(f"Seeds: folds {fp.seed}, augmentation {params.features_logmel.seed}, SVM "
                  f"{params.train_svm.seed}, CNN-LSTM {params.train_cnn_lstm.seed}, bootstrap "
                  f"{params.report.seed} ({params.report.bootstrap} resamples, percentile intervals, "
-                 f"{conf}).")
+                 f"{conf_label(params)}).")
     lines.append(f"Code version: {code_version()}. Params: `params.yaml` (train_cnn_lstm: "
                  + ", ".join(f"{k}={v}" for k, v in params.train_cnn_lstm.model_dump().items()
                              if k in QUOTED_TRAINING_PARAMS) + ").")
-    b += [{"li": s} for s in lines]
-    return b
+    return [{"h2": "Protocol"}] + [{"li": s} for s in lines]
 
 
 # ---------------------------------------------------------------- metrics files
@@ -326,117 +397,114 @@ def _flat_interval(out: dict, key: str, i: Interval, scale: float = 1.0, digits:
     out[f"{key}_ci_high"] = round(i.high * scale, digits)
 
 
+def _flat_gap(out: dict, key: str, g: dict) -> None:
+    _flat_interval(out, f"{key}.accuracy_pp", g["accuracy_pp"], digits=2)
+    out[f"{key}.mcnemar_p"] = float(f"{g['mcnemar_p']:.3g}")  # 3 digits: p can be 1e-12
+
+
 def flat_metrics(res: dict[str, dict], drop: dict | None) -> tuple[dict, dict]:
-    """(headline, per fold): flat keys for `dvc metrics`, e.g. random.gap.accuracy_pp and
-    runs.random-0.gap.accuracy_pp (sorted after the headline's keys in `dvc metrics show`)."""
+    """(headline, per fold): flat keys for `dvc metrics`, e.g. random.cnn_lstm.accuracy,
+    random.gap.cnn_lstm-svm_stats.accuracy_pp and runs.random-0.gap.cnn_lstm-svm_stats.accuracy_pp."""
     head: dict[str, float] = {}
     folds: dict[str, float] = {}
     for p, r in res.items():
-        for m in MODELS:
+        for m in FAMILIES:
             _flat_interval(head, f"{p}.{m}.accuracy", r[m]["accuracy"])
             for k in SUMMARY[1:]:
                 head[f"{p}.{m}.{k}"] = round(r[m][k].value, 4)
-        _flat_interval(head, f"{p}.gap.accuracy_pp", r["gap"]["accuracy_pp"], digits=2)
-        head[f"{p}.gap.mcnemar_p"] = float(f"{r['gap']['mcnemar_p']:.3g}")  # 3 digits: p can be 1e-12
+        for key, g in r["gaps"].items():
+            _flat_gap(head, f"{p}.gap.{key}", g)
         for f in r["folds"]:
-            key = f"runs.{f['run']}"
-            for m in MODELS:
-                folds[f"{key}.{m}.accuracy"] = round(f[m], 4)
-            _flat_interval(folds, f"{key}.gap.accuracy_pp", f["gap"]["accuracy_pp"], digits=2)
+            run = f"runs.{f['run']}"
+            for m in FAMILIES:
+                folds[f"{run}.{m}.accuracy"] = round(f[m], 4)
+            for key, g in f["gaps"].items():
+                _flat_gap(folds, f"{run}.gap.{key}", g)
             if f["best_epoch"] is not None:
-                folds[f"{key}.cnn_lstm.best_epoch"] = f["best_epoch"]
+                folds[f"{run}.cnn_lstm.best_epoch"] = f["best_epoch"]
     for m, i in (drop or {}).items():
         _flat_interval(head, f"drop.{m}.accuracy_pp", i, digits=2)
     return head, folds
 
 
-# ---------------------------------------------------------------- the stage
+# ---------------------------------------------------------------- outputs
 
-def run(params_path: Path, runs: Path, manifest_path: Path, out: Path) -> dict:
-    params = load_params(params_path)
+def write_figures(res: dict, data: dict[str, dict], classes: list[str], params: Params,
+                  folder: Path) -> dict[str, str]:
+    """Every figure into `folder`; returns their paths as the report names them (figures/...)."""
     conf = conf_label(params)
-    manifest = read_manifest(manifest_path).set_index("clip_id")
-    res: dict[str, dict] = {}
-    pooled: dict[str, pd.DataFrame] = {}
-    labels: dict[str, str] = {}
-    counts: dict[str, dict] = {}
-    classes: list[str] | None = None
-    curves: dict[str, dict[str, pd.DataFrame]] = {}
-    for prot in params.folds.protocols():
-        parts, info = [], {}
-        for k in params.folds.folds_of(prot):
-            run_name = f"{prot}-{k}"
-            t, cls, info[run_name] = read_run(runs, run_name)
-            if classes is None:
-                classes = cls
-            elif cls != classes:
-                raise SerError(f"{run_name}: classes {cls} differ from the other runs' {classes}")
-            parts.append(t)
-            c = read_curves(runs / "cnn_lstm" / run_name / "live" / "plots" / "metrics")
-            if c is not None and len(c):
-                curves.setdefault(prot, {})[run_name] = c
-        every = pd.concat(parts, ignore_index=True)
-        unknown = set(every["clip_id"]) - set(manifest.index)
-        if unknown:
-            raise SerError(f"{manifest_path}: no clip {sorted(unknown)[0]} of the {prot} predictions "
-                           "(are they from another corpus?)")
-        every["actor"] = manifest.loc[every["clip_id"], "actor"].to_numpy()
-        tests = every[every["split"] == "test"].reset_index(drop=True)
-        if tests["clip_id"].duplicated().any():
-            raise SerError(f"{prot}: clip {tests.loc[tests['clip_id'].duplicated(), 'clip_id'].iloc[0]} "
-                           "is tested in two folds")
-        n_folds = len(params.folds.folds_of(prot))
-        labels[prot] = protocol_label(prot, n_folds, params)
-        per_run = every.groupby("run")["split"].value_counts().unstack(fill_value=0) \
-            .reindex(columns=["val", "test"], fill_value=0)
-        counts[prot] = {"val": round(per_run["val"].mean()),
-                        "train": round(len(manifest) - per_run["val"].mean() - per_run["test"].mean())}
-        pooled[prot] = tests
-        res[prot] = analyse(tests, classes, prot, params, info)
-    drop = drops(pooled, params)
-
     figs: dict[str, str] = {}
 
     def fig(key: str) -> Path:
         figs[key] = f"figures/{key}.png"
-        return out / figs[key]
+        return folder / f"{key}.png"
 
-    figures.accuracy({p: {m: r[m]["accuracy"] for m in MODELS} for p, r in res.items()},
+    figures.accuracy({p: {m: r[m]["accuracy"] for m in FAMILIES} for p, r in res.items()},
                      {p: short_label(p) for p in res}, REFERENCE["cnn_lstm.test.accuracy"] * 100,
                      conf, fig("accuracy"))
-    if set(pooled) - {"holdout"}:  # a single split tests too few clips per actor to show
-        figures.per_actor({p: per_actor(t) for p, t in pooled.items() if p != "holdout"},
+    if set(res) - {"holdout"}:  # a single split tests too few clips per actor to show
+        figures.per_actor({p: per_actor(data[p]["tests"]) for p in res if p != "holdout"},
                           {p: short_label(p) for p in res}, fig("actors"))
     for p, r in res.items():
-        figures.forest([(f["run"], f["n"], f["gap"]["accuracy_pp"]) for f in r["folds"]],
-                       r["gap"]["accuracy_pp"], f"Gap per fold: {short_label(p)}", conf, fig(f"forest_{p}"))
-        figures.confusions({m: pooled[p].rename(columns={m: "pred"}) for m in MODELS}, classes,
+        figures.forest({pair_label(pr): ([(f["run"], f["n"], f["gaps"][pair_key(pr)]["accuracy_pp"])
+                                          for f in r["folds"]], r["gaps"][pair_key(pr)]["accuracy_pp"])
+                        for pr in params.report.compare},
+                       f"Gaps per fold: {short_label(p)}", conf, fig(f"forest_{p}"))
+        tests = data[p]["tests"]
+        figures.confusions({m: tests.rename(columns={m: "pred"}) for m in FAMILIES}, classes,
                            f"Pooled confusion matrices, {short_label(p)} (row-normalised, counts in "
                            "brackets)", fig(f"confusion_{p}"))
-        figures.per_class_f1({m: r[m] for m in MODELS}, classes, f"Per-class F1, {short_label(p)}",
+        figures.per_class_f1({m: r[m] for m in FAMILIES}, classes, f"Per-class F1, {short_label(p)}",
                              conf, fig(f"per_class_f1_{p}"))
-        if p in curves:
-            figures.curves(curves[p], {f["run"]: f["best_epoch"] for f in r["folds"] if f["best_epoch"]},
+        if data[p]["curves"]:
+            figures.curves(data[p]["curves"],
+                           {f["run"]: f["best_epoch"] for f in r["folds"] if f["best_epoch"]},
                            f"CNN-LSTM accuracy per epoch, {short_label(p)}", fig(f"curves_{p}"))
-        for m in MODELS:  # per-clip rows for DVC's confusion template
-            with atomic_path(out / "plots" / f"confusion_{m}_{p}.csv") as tmp:
-                pooled[p].rename(columns={m: "predicted", "label": "actual"})[["actual", "predicted"]] \
-                    .to_csv(tmp, index=False)
-        for run_name, c in curves.get(p, {}).items():
-            with atomic_path(out / "plots" / "curves" / f"{run_name}.csv") as tmp:
-                c.rename_axis("step").reset_index().to_csv(tmp, index=False)
-        cols = ["clip_id", "actor", "run", "label", "svm", "cnn_lstm"] + \
-            [c for c in pooled[p].columns if PROB_PREFIX in c]
-        with atomic_path(out / "predictions" / f"{p}.csv") as tmp:
-            pooled[p][cols].sort_values("clip_id").to_csv(tmp, index=False)
-    blocks = build_blocks(res, drop, labels, classes, params, figs, counts)
+    return figs
+
+
+def write_tables(data: dict[str, dict], plots: Path, predictions: Path) -> None:
+    """Per-clip rows for `dvc plots` (confusions, curves) and the pooled predictions."""
+    for p, d in data.items():
+        tests = d["tests"]
+        for m in FAMILIES:
+            (plots / "confusion").mkdir(parents=True, exist_ok=True)
+            tests.rename(columns={m: "predicted", "label": "actual"})[["actual", "predicted"]] \
+                .to_csv(plots / "confusion" / f"{m}_{p}.csv", index=False)
+        for run_name, c in d["curves"].items():
+            (plots / "curves").mkdir(parents=True, exist_ok=True)
+            c.rename_axis("step").reset_index().to_csv(plots / "curves" / f"{run_name}.csv", index=False)
+        cols = ["clip_id", "actor", "run", "label", *FAMILIES] + \
+            [c for c in tests.columns if PROB_PREFIX in c]
+        tests[cols].sort_values("clip_id").to_csv(predictions / f"{p}.csv", index=False)
+
+
+def run(params_path: Path, runs: Path, manifest_path: Path, out: Path) -> dict:
+    params = load_params(params_path)
+    manifest = read_manifest(manifest_path).set_index("clip_id")
+    data = {p: read_protocol(p, runs, manifest, params) for p in params.folds.protocols()}
+    classes = next(iter(data.values()))["classes"]
+    if any(d["classes"] != classes for d in data.values()):
+        raise SerError("the protocols' runs have different classes")
+    labels = {p: protocol_label(p, len(params.folds.folds_of(p)), params) for p in data}
+    res = {p: analyse(d["tests"], classes, p, params, d["info"]) for p, d in data.items()}
+    drop = drops({p: d["tests"] for p, d in data.items()}, params)
+    # each folder whole and atomically: nothing of an earlier report's lingers (outputs persist)
+    with atomic_dir(out / "figures") as folder:
+        figs = write_figures(res, data, classes, params, folder)
+    with atomic_dir(out / "plots") as plots, atomic_dir(out / "predictions") as predictions:
+        write_tables(data, plots, predictions)
+    blocks = summary_blocks(res, drop, labels, params, figs)
+    for p, r in res.items():
+        blocks += protocol_blocks(p, r, labels[p], classes, params, figs)
+    blocks += protocol_lines(res, classes, params, {p: d["counts"] for p, d in data.items()})
     write_text(out / "report.md", to_markdown(blocks))
     write_text(out / "report.html", to_html(blocks, out))
     head, per_fold = flat_metrics(res, drop)
     write_json(out / "metrics.json", head)
     write_json(out / "metrics_folds.json", per_fold)
     for p in res:
-        log.info("%s", headline(res[p], labels[p], conf))
+        log.info("%s", headline(res[p], labels[p], params))
     log.info("wrote %s, %s, %s, %s and %d figures", out / "report.md", out / "report.html",
              out / "metrics.json", out / "metrics_folds.json", len(figs))
     return {"results": res, "drop": drop}
