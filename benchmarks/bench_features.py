@@ -1,4 +1,4 @@
-"""Clips per second of both feature stages on the corpus, with 1 and 2 jobs.
+"""Clips per second of every feature family's stage (features@<family>) on the corpus, 1 and 2 jobs.
 
     .venv/bin/python benchmarks/bench_features.py --corpus data/raw/ravdess \
         --manifest data/prepared/manifest.csv
@@ -17,13 +17,14 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ser.features import logmel as features_logmel, stats as features_stats
+from ser.params import PARAMS_FILE
+from ser.stages import features
 from ser.store import load_logmel
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument("--params", type=Path, default=PARAMS_FILE)
     ap.add_argument("--corpus", type=Path, default=Path("data/raw/ravdess"))
     ap.add_argument("--manifest", type=Path, default=Path("data/prepared/manifest.csv"))
     ap.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
@@ -34,20 +35,20 @@ def main() -> None:
         tmp = Path(tmp)
         for jobs in a.jobs:
             data = dict(base)
-            data["features_stats"] = dict(base["features_stats"], n_jobs=jobs)
-            data["features_logmel"] = dict(base["features_logmel"], n_jobs=jobs)
+            for family in features.FAMILIES:
+                data[f"features_{family}"] = dict(base[f"features_{family}"], n_jobs=jobs)
             params = tmp / f"params_{jobs}.yaml"
             params.write_text(yaml.safe_dump(data))
             total = 0.0
-            for name, stage, out in (("features_stats", features_stats, tmp / "stats.parquet"),
-                                     ("features_logmel", features_logmel, tmp / "logmel")):
+            for family in features.FAMILIES:
+                out = tmp / (family if family == "logmel" else f"{family}.parquet")
                 t0 = time.perf_counter()
-                stage.run(params, a.corpus, a.manifest, out)
+                features.run(params, family, a.corpus, a.manifest, out)
                 dt = time.perf_counter() - t0
                 total += dt
-                print(f"{name:16s} n_jobs={jobs}: {n} clips in {dt:6.1f} s = {n / dt:6.1f} clips/s",
-                      flush=True)
-            print(f"{'both stages':16s} n_jobs={jobs}: {total:6.1f} s", flush=True)
+                print(f"features@{family:8s} n_jobs={jobs}: {n} clips in {dt:6.1f} s = "
+                      f"{n / dt:6.1f} clips/s", flush=True)
+            print(f"{'every family':17s} n_jobs={jobs}: {total:6.1f} s", flush=True)
         x, index = load_logmel(tmp / "logmel")
         print(f"logmel array: {x.shape} {x.dtype}, {x.nbytes / 2**20:.0f} MiB "
               f"({len(index)} rows: {n} clips + {len(index) - n} noisy copies)")

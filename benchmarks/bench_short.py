@@ -5,7 +5,7 @@
 What decides `predict.loop_below_s` (params.yaml). Each clip of one split of one fold (validation
 by default: a choice is never made on test clips) is cut to a few seconds of audio after the
 first `features_logmel.offset_s` (which the models skip), taken from the start of the clip or
-from its middle, and read through `ser predict`'s own path (ser.predict.analyse_audio, the
+from its middle, and read through `ser predict`'s own path (ser.analysis.analyse_audio, the
 whole-recording answer) three ways:
   pad      never looped: the CNN-LSTM reads it zero-padded to its window, as the stage pads;
   loop     the recording itself looped to fill the window before either model reads it;
@@ -25,9 +25,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from reuse_memory import reexec_script
-from ser import predict
+from ser import analysis, registry
 from ser.audio import decode
-from ser.params import FeaturesLogmel, load_params
+from ser.params import PARAMS_FILE, FeaturesLogmel, load_params
 from ser.store import read_fold, read_manifest
 
 LENGTHS = (1.0, 1.5, 2.0, 2.4, 2.8)  # seconds of audio after the offset
@@ -50,17 +50,17 @@ def loop(y: np.ndarray, sr: int, grid: FeaturesLogmel) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument("--params", type=Path, default=PARAMS_FILE)
     ap.add_argument("--run", default="random-0", help="the fold whose models and clips are used")
     ap.add_argument("--split", default="val", choices=["val", "test", "train"])
-    ap.add_argument("--model", default="both", choices=["svm", "cnn_lstm", "both"])
+    ap.add_argument("--model", nargs="+", default=list(registry.FAMILIES), choices=list(registry.FAMILIES))
     ap.add_argument("--every", type=int, default=1, help="take every n-th clip (quicker)")
     a = ap.parse_args()
     reexec_script()  # as `ser predict` runs
     params = load_params(a.params)
     protocol, fold = a.run.rsplit("-", 1)
-    fams = predict.load_families(Path("data/models"), a.model, protocol, params, int(fold))
-    grid = predict.window_grid(fams, params)
+    fams = analysis.load_ensembles(Path("data/models"), a.model, protocol, params, int(fold))
+    grid = analysis.window_grid(fams, params)
     never = params.predict.model_copy(update={"loop_below_s": 0.0})
     variants = {"pad": (never, lambda y, sr: y), "loop": (never, lambda y, sr: loop(y, sr, grid)),
                 "predict": (params.predict, lambda y, sr: y)}
@@ -75,10 +75,10 @@ def main() -> None:
                   for s in LENGTHS for at in ("start", "middle") for v in variants]
         for length, at, v, yc in cases:
             pp, fill = variants[v]
-            r = predict.analyse_audio(fill(yc, sr), sr, clip, fams, pp, grid)
+            r = analysis.analyse_audio(fill(yc, sr), sr, clip, fams, pp, grid)
             for f in fams:
-                rows.append({"length": length, "from": at, "policy": v, "model": f.kind,
-                             "label": label, "top": r["whole"][f.kind]["top"]})
+                rows.append({"length": length, "from": at, "policy": v, "model": f.name,
+                             "label": label, "top": r["whole"][f.name]["top"]})
     df = pd.DataFrame(rows)
     order = {k: i for i, k in enumerate(["whole clip", *(f"{s:g} s" for s in LENGTHS)])}
     res = (df.groupby(["model", "length", "from", "policy"])

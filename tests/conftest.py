@@ -13,15 +13,19 @@ to enable them; with SER_REQUIRE_CORPUS=1 (CI) a missing corpus fails them inste
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+import yaml
 
 from ser.labels import expected_stems, parse_name
 
@@ -30,6 +34,7 @@ MIRROR = ROOT.parent / "shared" / "data" / "ravdess-speech-flac.zip"
 SR = 48000
 SECONDS = 1.6
 SMALL_ACTORS = [1, 2, 3, 4]
+E2E_RUNS = ["random-0", "random-1", "actor-0", "actor-1", "actor-2", "actor-3"]
 
 
 def synthetic_clip(stem: str, sr: int = SR, seconds: float = SECONDS) -> np.ndarray:
@@ -46,6 +51,26 @@ def synthetic_clip(stem: str, sr: int = SR, seconds: float = SECONDS) -> np.ndar
     loud = 0.08 * (1 + 0.25 * code) * (1.3 if info.intensity == "strong" else 1.0)
     y = loud * syllables * voice + 0.003 * rng.standard_normal(len(t))
     return np.round(np.clip(y, -0.99, 0.99) * 32767).astype(np.int16)  # 16-bit, as RAVDESS
+
+
+TESS_EMOTIONS = ["angry", "disgust", "fear", "happy", "neutral", "ps", "sad"]
+TESS_TO_RAVDESS = {"neutral": "02", "happy": "03", "sad": "04", "angry": "05", "fear": "06",
+                   "disgust": "07", "ps": "08"}  # emotion codes, for the synthetic voice
+
+
+def make_tess_archive(dest: Path, words=("bar", "dog"), sr: int = 24414) -> Path:
+    """A zip laid out as TESS (TESS/<speaker>_<emotion>/<speaker>_<word>_<emotion>.wav): two
+    speakers, seven emotions, a few words, short synthetic clips (1.4 s, as TESS's are short)."""
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_STORED) as out:
+        for k, speaker in enumerate(("OAF", "YAF")):
+            for emotion in TESS_EMOTIONS:
+                for w, word in enumerate(words):
+                    stem = f"03-01-{TESS_TO_RAVDESS[emotion]}-01-01-0{w + 1}-{20 + 2 * k:02d}"
+                    buf = io.BytesIO()
+                    sf.write(buf, synthetic_clip(stem, sr, 1.4), sr, format="WAV", subtype="PCM_16")
+                    folder = f"{speaker}_{emotion.capitalize() if k == 0 else emotion}"
+                    out.writestr(f"TESS/{folder}/{speaker}_{word}_{emotion}.wav", buf.getvalue())
+    return dest
 
 
 def make_archive(dest: Path, actors: list[int], fmt: str = "flac") -> Path:
@@ -139,3 +164,56 @@ def section(name: str, **changes):
     from ser.params import Params
     data = yaml.safe_load((ROOT / "params.yaml").read_text())[name]
     return Params.model_fields[name].annotation(**{**data, **changes})
+
+
+# ---------------------------------------------------------------- the tiny pipeline
+
+def sh(*args, cwd, env, ok=True):
+    r = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if ok:
+        assert r.returncode == 0, f"{' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r.stdout + r.stderr if ok else r
+
+
+def make_repo(d: Path, archive: Path) -> dict:
+    for name in ("src", "bin", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvc/config",
+                 ".dvcignore", ".gitignore"):
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, d / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            (d / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, d / name)
+    p = yaml.safe_load((d / "params.yaml").read_text())
+    p["download"].update(md5=hashlib.md5(archive.read_bytes()).hexdigest(), actors=[1, 2, 3, 4])
+    p["features_logmel"].update(augment_copies=1)
+    p["folds"].update(runs=E2E_RUNS, actor_fold_size=1)
+    p["train_svm"].update(C=[1, 10], gamma=[0.005, 0.01], cv_folds=2)
+    p["train_cnn_lstm"].update(filters=[4, 4, 8, 8], lstm_units=16, epochs=3,
+                               bn_recalibration_batches=2)
+    p["report"].update(bootstrap=200)
+    tess = make_tess_archive(d.parent / f"{d.name}-tess.zip")
+    p["corpora"]["tess"].update(sha256=hashlib.sha256(tess.read_bytes()).hexdigest())
+    (d / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    env = dict(os.environ, RAVDESS_ARCHIVE=str(archive), TESS_ARCHIVE=str(tess), DVC_NO_ANALYTICS="1",
+               PYTHONPATH=str(d / "src"),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env.pop("MALLOC_MMAP_MAX_", None)
+    sh("git", "init", "-q", cwd=d, env=env)
+    sh("git", "config", "user.email", "e2e@localhost", cwd=d, env=env)  # dvc exp commits too
+    sh("git", "config", "user.name", "e2e", cwd=d, env=env)
+    sh("git", "add", "-A", cwd=d, env=env)
+    sh("git", "commit", "-qm", "init", cwd=d, env=env)
+    return env
+
+
+@pytest.fixture(scope="session")
+def repo(tmp_path_factory, small_archive):
+    """The real `dvc repro` of the e2e tests' tiny settings in a temporary repository: its
+    models serve test_e2e, test_serve and the browser tests."""
+    d = tmp_path_factory.mktemp("repo")
+    env = make_repo(d, small_archive)
+    log = sh("dvc", "repro", cwd=d, env=env)
+    sh("git", "add", "-A", cwd=d, env=env)
+    sh("git", "commit", "-qm", "results", cwd=d, env=env)
+    return d, env, log

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ser import fetch
 from ser.stages import download as corpus
-from ser.stages.download import download, extract, validate_corpus, verify_archive
+from ser.stages.download import extract, validate_corpus, verify_archive
 from ser.errors import SerError
 from ser.params import load_params
 
@@ -19,6 +20,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def download(url, dest, md5, **kw):
+    """The stage's download with params.yaml's limits, some changed."""
+    p = load_params(Path(__file__).resolve().parents[1] / "params.yaml").download
+    limits = dict(retries=p.retries, timeout=p.timeout_s, stall_limit=p.stall_limit_s,
+                  total_limit=p.total_limit_s)
+    return fetch.download(url, dest, md5, **{**limits, **kw})
 
 
 def write_params(tmp_path: Path, **download) -> Path:
@@ -137,7 +146,7 @@ def test_a_server_that_never_answers_is_given_up_in_bounded_time(tmp_path):
     listener.listen(8)  # accepts connections, never answers
     url = f"http://127.0.0.1:{listener.getsockname()[1]}/x.zip"
     t0 = time.monotonic()
-    with pytest.raises(SerError, match="no answer in time; nothing was downloaded"):
+    with pytest.raises(SerError, match=r"no byte for 1.5 s \(the stall limit\); nothing was downloaded"):
         download(url, tmp_path / "x.zip", "0" * 32, retries=20, timeout=0.3, stall_limit=1.5,
                  backoff=0.2)
     assert time.monotonic() - t0 < 4
@@ -146,7 +155,7 @@ def test_a_server_that_never_answers_is_given_up_in_bounded_time(tmp_path):
 
 def test_a_cut_after_some_bytes_says_resume(tmp_path, server):
     server.cut_next = True
-    with pytest.raises(SerError, match=r"after \d+\.\d MB; run again to resume"):
+    with pytest.raises(SerError, match=r"after \d+\.\d MB arrived this run .*; run again to resume"):
         download(server.url, tmp_path / "x.zip", "0" * 32, retries=0)
     assert (tmp_path / "x.zip.part").stat().st_size > 0
 
@@ -229,3 +238,53 @@ def test_missing_clip(tmp_path, small_archive):
 def test_validate_rejects_stray_actor(corpus_copy):
     with pytest.raises(SerError, match="unexpected actor 04"):
         validate_corpus(corpus_copy, [1, 2, 3])
+
+
+class Slow:
+    """A server that sends its headers, then `first` bytes, then one byte every `every` seconds
+    (or nothing more when every is None), for at most `seconds`."""
+
+    def __init__(self, first: int, every: float | None, seconds: float = 10.0):
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(4)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/x.zip"
+        self.first, self.every, self.seconds = first, every, seconds
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        try:
+            conn, _ = self.listener.accept()
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n" + b"x" * self.first)
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < self.seconds:
+                time.sleep(self.every or 0.1)
+                if self.every:
+                    conn.sendall(b"x")
+            conn.close()
+        except OSError:
+            pass
+
+
+def test_a_stall_is_given_up_at_the_stall_limit_and_says_what_arrived(tmp_path):
+    """A read timeout longer than the stall limit does not stretch it; the bytes that arrived
+    before the stall are on disk and in the message."""
+    srv = Slow(first=100_000, every=None)
+    t0 = time.monotonic()
+    with pytest.raises(SerError) as err:
+        download(srv.url, tmp_path / "x.zip", "0" * 32, retries=3, timeout=30.0, stall_limit=1.0,
+                 backoff=0.1)
+    assert time.monotonic() - t0 < 2.5
+    assert "after 100.0 kB arrived this run" in str(err.value) and "nothing" not in str(err.value)
+    assert (tmp_path / "x.zip.part").stat().st_size == 100_000
+
+
+def test_a_trickling_server_is_given_up_at_the_total_limit(tmp_path, capsys):
+    srv = Slow(first=10, every=0.2)
+    t0 = time.monotonic()
+    with pytest.raises(SerError, match=r"the download's time limit \(1.5 s\) ran out after \d+ bytes arrived"):
+        download(srv.url, tmp_path / "x.zip", "0" * 32, retries=0, timeout=5.0, stall_limit=1.0,
+                 total_limit=1.5)
+    assert time.monotonic() - t0 < 3
+    assert (tmp_path / "x.zip.part").stat().st_size > 10  # every byte written as it came

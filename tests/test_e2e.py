@@ -3,10 +3,8 @@ both protocols with tiny settings (random 2-fold CV, actor folds of one actor), 
 does next: rerun, change params, experiments, a bad param, an interrupted run, and the
 several-machines flow through a DVC remote and its run cache."""
 
-import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,62 +15,37 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import E2E_RUNS as RUNS, make_repo, sh
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
-RUNS = ["random-0", "random-1", "actor-0", "actor-1", "actor-2", "actor-3"]
 
 
-def sh(*args, cwd, env, ok=True):
-    r = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    if ok:
-        assert r.returncode == 0, f"{' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
-    return r.stdout + r.stderr if ok else r
+@pytest.fixture(autouse=True)
+def restore_repo_files(request):
+    """Whatever a test does to the shared repository's params.yaml is undone after it, passed or
+    failed, so that a failing test cannot make the next ones fail for the wrong reason."""
+    if "repo" not in request.fixturenames:
+        yield
+        return
+    params = request.getfixturevalue("repo")[0] / "params.yaml"
+    saved = params.read_bytes()
+    try:
+        yield
+    finally:
+        params.write_bytes(saved)
 
 
-def make_repo(d: Path, archive: Path) -> dict:
-    for name in ("src", "bin", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvc/config",
-                 ".dvcignore", ".gitignore"):
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, d / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.exists():
-            (d / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(src, d / name)
-    p = yaml.safe_load((d / "params.yaml").read_text())
-    p["download"].update(md5=hashlib.md5(archive.read_bytes()).hexdigest(), actors=[1, 2, 3, 4])
-    p["features_logmel"].update(augment_copies=1)
-    p["folds"].update(runs=RUNS, actor_fold_size=1)
-    p["train_svm"].update(C=[1, 10], gamma=[0.005, 0.01], cv_folds=2)
-    p["train_cnn_lstm"].update(filters=[4, 4, 8, 8], lstm_units=16, epochs=3,
-                               bn_recalibration_batches=2)
-    p["report"].update(bootstrap=200)
-    (d / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-    env = dict(os.environ, RAVDESS_ARCHIVE=str(archive), DVC_NO_ANALYTICS="1",
-               PYTHONPATH=str(d / "src"),
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    env.pop("MALLOC_MMAP_MAX_", None)
-    sh("git", "init", "-q", cwd=d, env=env)
-    sh("git", "config", "user.email", "e2e@localhost", cwd=d, env=env)  # dvc exp commits too
-    sh("git", "config", "user.name", "e2e", cwd=d, env=env)
-    sh("git", "add", "-A", cwd=d, env=env)
-    sh("git", "commit", "-qm", "init", cwd=d, env=env)
-    return env
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory, small_archive):
-    d = tmp_path_factory.mktemp("repo")
-    env = make_repo(d, small_archive)
-    log = sh("dvc", "repro", cwd=d, env=env)
-    sh("git", "add", "-A", cwd=d, env=env)
-    sh("git", "commit", "-qm", "results", cwd=d, env=env)
-    return d, env, log
+def outputs(d: Path) -> dict[str, bytes]:
+    """Every output of the pipeline, by path (what a stage run with bad params must not lose)."""
+    return {str(p.relative_to(d)): p.read_bytes() for top in ("data", "reports")
+            for p in (d / top).rglob("*") if p.is_file() and "checkpoints" not in p.parts}
 
 
 def test_repro_runs_every_stage_and_fold(repo):
     d, _, log = repo
     stages = ["params", "download", "prepare", "folds", "features@stats", "features@egemaps",
-              "features@logmel", "report"]
+              "features@logmel", "corpus@tess", "evaluate_corpus@tess", "report"]
     stages += [f"train_svm@{f}-{r}" for f in ("stats", "egemaps") for r in RUNS]
     stages += [f"train_cnn_lstm@{r}" for r in RUNS]
     for stage in stages:
@@ -150,7 +123,8 @@ def test_a_new_protocol_reruns_nothing_already_trained(repo):
     changed = {line.strip().rstrip(":") for line in status.splitlines()
                if line and not line.startswith(("\t", " ")) and line.rstrip().endswith(":")}
     assert changed == {"train_svm@stats-holdout-0", "train_svm@egemaps-holdout-0",
-                       "train_cnn_lstm@holdout-0", "report"}, status
+                       "train_cnn_lstm@holdout-0", "report",
+                       "evaluate_corpus@tess", "release"}, status  # they read folds.runs; train nothing
     sh("git", "checkout", "params.yaml", "dvc.lock", cwd=d, env=env)
     sh("dvc", "checkout", cwd=d, env=env)
     assert "up to date" in sh("dvc", "status", cwd=d, env=env)
@@ -213,6 +187,83 @@ def test_interrupted_repro_resumes_to_the_same_model(repo):
     assert "up to date" in sh("dvc", "status", cwd=d, env=env)
 
 
+STAGE_KINDS = ["params", "download", "prepare", "folds", "corpus@tess", "features@stats",
+               "train_svm@stats-random-0", "train_cnn_lstm@actor-1", "evaluate_corpus@tess", "report"]
+
+
+def test_a_stage_run_alone_with_bad_params_loses_nothing(repo):
+    """`dvc repro -s STAGE` skips the params stage: each stage validates params.yaml itself and
+    stops in one line. Committed outputs (reports/, data/params.ok) persist: DVC leaves them; cached
+    ones DVC removes first, and the next `dvc repro` restores them from its cache, retraining
+    nothing. Every output ends byte-identical."""
+    d, env, _ = repo
+    before = outputs(d)
+    good = (d / "params.yaml").read_text()
+    p = yaml.safe_load(good)
+    p["report"]["bootstrap"] = 1
+    (d / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    for stage in STAGE_KINDS:
+        r = sh("dvc", "repro", "-f", "-s", stage, cwd=d, env=env, ok=False)
+        assert r.returncode != 0, stage
+        assert "report.bootstrap: Input should be greater than or equal to 100" in r.stdout + r.stderr, stage
+        assert "Traceback" not in r.stdout + r.stderr, stage
+        assert all((d / f).read_bytes() == before[f] for f in before if f.startswith("reports/")), stage
+    (d / "params.yaml").write_text(good)
+    out = sh("dvc", "repro", cwd=d, env=env)
+    assert "Running stage 'train_" not in out  # restored from the cache, not retrained
+    assert outputs(d) == before
+
+
+def test_a_killed_dvc_loses_nothing_of_its_orphan_trainer(repo):
+    """dvc killed while its trainer goes on: a second `dvc repro` is refused by the trainer's lock
+    in one line; the orphan finishes and writes whole outputs; the next `dvc repro` takes them from
+    its finished checkpoint without training and records them."""
+    d, env, _ = repo
+    model = d / "data/models/cnn_lstm/actor-2.model"
+    want = model.read_bytes()
+    ckpt = d / "data/checkpoints/cnn_lstm/actor-2.ckpt"
+    ckpt.unlink()
+    proc = subprocess.Popen(["dvc", "repro", "-f", "-s", "train_cnn_lstm@actor-2"], cwd=d, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.02)
+    trainer = subprocess.run(["pgrep", "-f", "train_cnn_lstm --run actor-2"], capture_output=True,
+                             text=True).stdout.split()
+    assert trainer, "no trainer found"
+    for pid in trainer:  # held still while dvc is killed and rerun: a slow fold, in short
+        os.kill(int(pid), signal.SIGSTOP)
+    proc.kill()  # dvc only: its trainer goes on
+    proc.wait()
+    r = sh("dvc", "repro", "-f", "-s", "train_cnn_lstm@actor-2", cwd=d, env=env, ok=False)
+    for pid in trainer:
+        os.kill(int(pid), signal.SIGCONT)
+    assert r.returncode != 0 and "another trainer is running this run" in r.stdout + r.stderr
+    while any(Path(f"/proc/{pid}").exists() for pid in trainer) and time.time() < deadline:
+        time.sleep(0.1)
+    assert model.read_bytes() == want  # the orphan's whole output, as an uninterrupted run's
+    out = sh("dvc", "repro", "-f", "-s", "train_cnn_lstm@actor-2", cwd=d, env=env)
+    assert "after epoch 3" in out and "epoch 1:" not in out  # from the finished checkpoint
+    assert model.read_bytes() == want
+    assert "train_cnn_lstm@actor-2" not in sh("dvc", "status", cwd=d, env=env)
+
+
+def test_a_missing_corpus_archive_stops_repro_before_any_training(tmp_path, small_archive):
+    env = make_repo(tmp_path / "r", small_archive)
+    env.pop("TESS_ARCHIVE")
+    t0 = time.monotonic()
+    r = sh("dvc", "repro", cwd=tmp_path / "r", env=env, ok=False)
+    assert r.returncode != 0 and time.monotonic() - t0 < 120
+    out = r.stdout + r.stderr
+    assert "corpora.tess: set TESS_ARCHIVE=/path/to/archive.zip" in out
+    assert "remove `tess` from `corpora` in params.yaml" in out
+    assert "Running stage 'train_" not in out and "Running stage 'features@" not in out
+    p = yaml.safe_load((tmp_path / "r" / "params.yaml").read_text())
+    p["corpora"] = {}  # the RAVDESS pipeline alone, without any external corpus
+    (tmp_path / "r" / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    assert "corpus@" not in sh("dvc", "stage", "list", cwd=tmp_path / "r", env=env)
+
+
 def test_folds_on_two_machines_through_a_remote(tmp_path, small_archive):
     """Machine A trains the random folds, B the actor folds, each pushing to a shared remote with
     the run cache; C pulls and builds the report without training anything."""
@@ -250,7 +301,7 @@ def test_folds_on_two_machines_through_a_remote(tmp_path, small_archive):
 # ---------------------------------------------------------------- ser predict, on the models above
 
 def predict(d, env, *args, ok=True):
-    r = subprocess.run([sys.executable, "-m", "ser.apps.predict", "predict", *map(str, args)], cwd=d,
+    r = subprocess.run([sys.executable, "-m", "ser.apps.cli", "predict", *map(str, args)], cwd=d,
                        env=env, capture_output=True, text=True)
     if ok:
         assert r.returncode == 0, r.stderr[-3000:]
@@ -338,8 +389,8 @@ def test_predict_any_audio(repo, audio, tmp_path):
     assert not any(s["short"] for s in long["segments"])
     assert files["short1s.wav"]["segments"][0]["short"] and files["short1s.wav"]["warnings"]
     table = pd.read_csv(tmp_path / "out.csv")
-    assert list(table.columns[:8]) == ["file", "model", "segment", "start_s", "end_s", "short",
-                                       "top", "prob"]
+    assert list(table.columns[:9]) == ["file", "model", "segment", "start_s", "end_s", "short",
+                                       "silent", "top", "prob"]
     assert len(table) == 3 * sum(1 + len(f["segments"]) for f in files.values())
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(
         Path(n).stem + ".png" for n in files)

@@ -8,7 +8,7 @@ import torch
 
 from conftest import section, tone
 from ser import registry
-from ser.apps.predict import Ensemble, analyse_audio, cnn_input
+from ser.analysis import Ensemble, analyse_audio, cnn_input
 from ser.audio import at_rate
 from ser.features.logmel import recording_windows
 

@@ -130,11 +130,12 @@ def make_runs(tmp_path, acc=(("svm_stats", 0.5), ("svm_egemaps", 0.5), ("cnn_lst
     return runs
 
 
-def params_file(tmp_path, **report_params):
+def params_file(tmp_path, corpora=None, **report_params):
     data = yaml.safe_load((ROOT / "params.yaml").read_text())
     data["report"].update(bootstrap=200, **report_params)
     data["download"]["actors"] = [1, 2, 3, 4]
     data["folds"].update(runs=RUNS, actor_fold_size=1)
+    data["corpora"] = corpora if corpora is not None else {}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
     return tmp_path / "params.yaml"
 
@@ -244,3 +245,37 @@ def test_report_stage_declares_the_params_it_quotes():
         "features_logmel.seed", "features_logmel.augment_copies", "download.actors",
         "prepare.classes", "folds", "report"}
     assert quoted <= declared, quoted - declared
+
+
+def test_an_unseen_corpus_section_with_counts_collapse_spread_gaps_and_drops(tmp_path):
+    """A corpus of 2 speakers (clips resampled, said so): a family that answers one class for
+    every clip shows it plainly; the fold models' spread, the gaps and the drops are there."""
+    runs = make_runs(tmp_path)
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    n = 60
+    y = np.array(CLASSES)[np.arange(n) % 3]
+    rows = []
+    for fam in ("svm_stats", "svm_egemaps", "cnn_lstm"):
+        for model in ["ensemble", "actor-0", "actor-1", "actor-2", "actor-3"]:
+            pred = np.full(n, "sad") if fam == "svm_stats" else np.where(np.arange(n) % 2 == 0, y, np.roll(y, 1))
+            for i in range(n):
+                p = {c: 0.8 if c == pred[i] else 0.1 for c in CLASSES}
+                rows.append({"clip_id": f"t{i:03d}", "speaker": "AB"[i % 2], "label": y[i], "family": fam,
+                             "model": model, "pred": pred[i], "short": i < 5, "warnings": 0,
+                             **{f"prob_{c}": v for c, v in p.items()}})
+    (runs / "corpus" / "tess").mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(runs / "corpus" / "tess" / "predictions.csv", index=False)
+    (runs / "corpus" / "tess" / "info.json").write_text(json.dumps(
+        {"corpus": "tess", "clips": 70, "kept": n, "speakers": 2, "dropped": {"bored": 10},
+         "classes_absent": [], "short_clips": 5, "models": {"cnn_lstm": ["actor-0"]}}))
+    out = tmp_path / "reports"
+    report.run(params_file(tmp_path, corpora={"tess": data["corpora"]["tess"]}), runs,
+               tmp_path / "manifest.csv", out)
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["corpus.tess.svm_stats.top_share"] == 1.0 and m["corpus.tess.cnn_lstm.accuracy"] == 0.5
+    assert "corpus.tess.gap.cnn_lstm-svm_stats.accuracy_pp" in m
+    assert m["corpus.tess.drop.cnn_lstm.accuracy_pp"] == pytest.approx(25.0)  # 75% -> 50%
+    md = (out / "report.md").read_text()
+    assert "## Unseen corpus: tess" in md and "100% sad" in md and "bored (10)" in md
+    assert "clips are resampled, since 2 speakers are too few" in md
+    assert (out / "figures" / "confusion_tess.png").stat().st_size > 5000

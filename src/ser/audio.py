@@ -42,13 +42,15 @@ def load(path: str | Path, sr: int | None, offset: float = 0.0) -> np.ndarray:
 def _read(path: str | Path) -> tuple[np.ndarray, int]:
     """The whole file, (frames, channels) float32, checked: decodable, not empty, not truncated."""
     _exists(path)
-    try:
-        with sf.SoundFile(path) as f:
+    try:  # through a file object: names that are not valid UTF-8 open too
+        with open(path, "rb") as fh, sf.SoundFile(fh) as f:
             declared, header = f.frames, f.extra_info
             y = f.read(dtype="float32", always_2d=True)
             sr = f.samplerate
     except (sf.LibsndfileError, RuntimeError, EOFError, ValueError) as err:
         raise SerError(f"{path}: cannot decode audio ({str(err).splitlines()[0]})") from None
+    except OSError as err:
+        raise SerError(f"{path}: cannot read ({err.strerror or err})") from None
     if y.shape[0] == 0 or not np.isfinite(y).all():
         raise SerError(f"{path}: no usable samples (empty, truncated or corrupt)")
     if 0 < declared < 2**62 and y.shape[0] < declared:  # MP3s may declare no length
@@ -64,11 +66,14 @@ def _read(path: str | Path) -> tuple[np.ndarray, int]:
 def decode(path: str | Path) -> tuple[np.ndarray, int]:
     """The whole file once, mono float32 at its own rate (WAV, FLAC, OGG, MP3: what libsndfile
     reads), for callers that need it at several rates: `at_rate` then gives exactly what `load`
-    gives (the same offset rounding, downmix and resampler). A silent file is an error."""
+    gives (the same offset rounding, downmix and resampler). A file silent once downmixed (what
+    the models read: phase-inverted stereo is silent) is an error."""
     y, sr = _read(path)
+    y = y[:, 0] if y.shape[1] == 1 else librosa.to_mono(y.T)
     if np.abs(y).max() < SILENCE:
-        raise SerError(f"{path}: silent (peak below -60 dBFS): nothing to recognise")
-    return (y[:, 0] if y.shape[1] == 1 else librosa.to_mono(y.T)), sr
+        raise SerError(f"{path}: silent (peak below -60 dBFS once downmixed to mono): nothing to "
+                       "recognise")
+    return y, sr
 
 
 def at_rate(y: np.ndarray, sr: int, target: int, offset: float = 0.0) -> np.ndarray:

@@ -41,6 +41,7 @@ class Download(_Section):
     retries: Annotated[int, Field(ge=0, le=20)]
     timeout_s: Annotated[float, Field(gt=0)]  # for one connection or read
     stall_limit_s: Annotated[float, Field(gt=0)]  # give up after this long without a byte
+    total_limit_s: Annotated[float, Field(gt=0)]  # and after this long in all
 
     @field_validator("actors", mode="before")
     @classmethod
@@ -212,7 +213,9 @@ class TrainCnnLstm(_Section):
 
 
 class PredictParams(_Section):
-    hop_s: Annotated[float, Field(gt=0)]  # seconds between the starts of a recording's segments
+    # seconds between the starts of a recording's segments: at most 10 segments a second
+    # (memory and time grow with their count), at most an hour
+    hop_s: Annotated[float, Field(ge=0.1, le=3600, allow_inf_nan=False)]
     reliable_min_s: Annotated[float, Field(ge=0)]  # a segment with less audio is flagged short
     # the CNN-LSTM reads a recording with less audio than this looped to fill its window, not
     # zero-padded (0: never)
@@ -220,6 +223,50 @@ class PredictParams(_Section):
 
 
 FamilyName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+
+
+class Corpus(_Section):
+    """An external corpus every speaker-independent model is tested on (stages corpus@<name>,
+    evaluate_corpus@<name>): where its archive comes from, how a file name gives speaker and
+    emotion, how its emotions map onto the project's classes."""
+    about: str                          # what it is and where to get it (citation, licence)
+    url: str | None = Field(pattern=r"^(https?|file)://")  # an official archive, if a stable one exists
+    archive_env: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$")  # a local archive, overriding url
+    sha256: str | None = Field(pattern=r"^[0-9a-f]{64}$")   # of the archive; null: not checked
+    pattern: str                        # regex on each audio file's stem: groups speaker, emotion
+    example: str                        # a file stem of the corpus: the pattern must match it
+    emotions: dict[str, str | None]     # the corpus's emotion -> a project class (null: dropped)
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, v: str) -> str:
+        try:
+            rx = re.compile(v)
+        except re.error as err:
+            raise ValueError(f"not a regular expression ({err})") from None
+        if not {"speaker", "emotion"} <= set(rx.groupindex):
+            raise ValueError("needs the named groups (?P<speaker>...) and (?P<emotion>...)")
+        return v
+
+    @model_validator(mode="after")
+    def _example(self) -> "Corpus":
+        m = re.fullmatch(self.pattern, self.example)
+        if m is None:
+            raise ValueError(f"pattern does not match the example {self.example!r}")
+        if m.group("emotion") not in self.emotions:
+            raise ValueError(f"the example's emotion {m.group('emotion')!r} is not in emotions")
+        return self
+
+
+class EvaluateCorpus(_Section):
+    n_jobs: Jobs  # worker processes over the clips (-1: every core)
+
+
+class Serve(_Section):
+    host: str                                   # 127.0.0.1: this machine only
+    port: Annotated[int, Field(ge=0, le=65535)]
+    max_upload_mb: Annotated[float, Field(gt=0)]  # a larger upload is refused (413) as it arrives
+    max_seconds: Annotated[float, Field(gt=0)]    # so is longer audio, uploaded or recorded
 
 
 class Report(_Section):
@@ -251,6 +298,9 @@ class Params(_Section):
     train_cnn_lstm: TrainCnnLstm
     report: Report
     predict: PredictParams
+    serve: Serve
+    corpora: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], Corpus]
+    evaluate_corpus: EvaluateCorpus
 
     @model_validator(mode="after")
     def _runs(self) -> "Params":
@@ -290,9 +340,25 @@ def parse_params(data: object, source: str = "params.yaml") -> Params:
 
 
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, reading 1e-2 as a float (YAML 1.1 wants 1.0e-2; YAML 1.2 does not)."""
+    """PyYAML's safe loader read as DVC reads params.yaml (YAML 1.2): 1e-2 is a float, only
+    true/false are booleans (`no` stays a string), and a key given twice is an error."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (line {key_node.start_mark.line + 1})",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
+_Loader.yaml_implicit_resolvers = {k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
+                                   for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
@@ -301,9 +367,18 @@ _Loader.add_implicit_resolver(
 def load_params(path: str | Path = PARAMS_FILE) -> Params:
     path = Path(path)
     try:
-        data = yaml.load(path.read_text(), Loader=_Loader)
+        data = yaml.load(path.read_bytes().decode("utf-8"), Loader=_Loader)
     except FileNotFoundError:
         raise ParamsError(f"{path}: not found (run from the repository root)") from None
+    except IsADirectoryError:
+        raise ParamsError(f"{path}: is a directory, not a params file") from None
+    except UnicodeDecodeError as err:
+        raise ParamsError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    except OSError as err:
+        raise ParamsError(f"{path}: cannot read ({err.strerror})") from None
     except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+        mark = getattr(err, "problem_mark", None)
+        msg = getattr(err, "problem", None) or str(err).splitlines()[0]
+        where = f" (line {mark.line + 1})" if mark is not None and "line" not in msg else ""
+        raise ParamsError(f"{path}: not valid YAML: {msg}{where}") from None
     return parse_params(data, str(path))

@@ -12,37 +12,22 @@ temporary folder renamed into place, so an interrupted run leaves no half-extrac
 from __future__ import annotations
 
 import argparse
-import hashlib
-import http.client
 import logging
 import os
-import socket
-import time
-import urllib.error
-import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
 from ser.errors import SerError, run_cli
+from ser.fetch import download, file_hashes
 from ser.io import atomic_dir
 from ser.labels import AUDIO_SUFFIXES, expected_stems, parse_name
 from ser.params import PARAMS_FILE, Download, load_params
 
 log = logging.getLogger("download")
 ARCHIVE_ENV = "RAVDESS_ARCHIVE"
-_CHUNK = 1 << 20
-
-
-def file_hashes(path: Path) -> tuple[str, str]:
-    """(md5, sha256) of a file in one pass."""
-    md5, sha = hashlib.md5(), hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            md5.update(chunk)
-            sha.update(chunk)
-    return md5.hexdigest(), sha.hexdigest()
+_CHUNK = 1 << 20  # extraction
 
 
 def verify_archive(path: Path, p: Download) -> str:
@@ -54,89 +39,6 @@ def verify_archive(path: Path, p: Download) -> str:
         return "flac mirror"
     raise SerError(f"{path}: bad checksum (md5 {md5}, sha256 {sha}); expected md5 {p.md5} "
                    f"or the FLAC mirror's sha256 {p.flac_mirror_sha256} (truncated or wrong file?)")
-
-
-def _classify(err: BaseException) -> tuple[bool, str]:
-    """(permanent: retrying cannot mend it, what happened in a few words)."""
-    if isinstance(err, urllib.error.HTTPError):
-        return err.code < 500 and err.code not in (408, 429), f"HTTP {err.code} {err.reason}"
-    reason = err.reason if isinstance(err, urllib.error.URLError) else err
-    if isinstance(reason, socket.gaierror):
-        return True, "cannot resolve the host name (offline, or no DNS?)"
-    if isinstance(reason, ConnectionRefusedError):
-        return True, "connection refused"
-    if isinstance(reason, (TimeoutError, socket.timeout)):
-        return False, "no answer in time"
-    return False, str(reason) or type(reason).__name__
-
-
-def download(url: str, dest: Path, md5: str, *, retries: int = 5, timeout: float = 60.0,
-             stall_limit: float = 120.0, backoff: float = 2.0) -> Path:
-    """Download `url` to `dest`, resuming a partial `dest.part`; verify md5 before renaming.
-
-    A permanent error fails at once. A transient one is retried with back-off, at most `retries`
-    times, and never longer than `stall_limit` seconds without a byte arriving.
-    """
-    if dest.exists() and file_hashes(dest)[0] == md5:
-        log.info("%s already downloaded and verified", dest)
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    had = part.stat().st_size if part.exists() else 0
-    last_progress = time.monotonic()
-    for attempt in range(retries + 1):
-        size = part.stat().st_size if part.exists() else 0
-        try:
-            _fetch(url, part, timeout)
-            break
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
-            permanent, what = _classify(err)
-            now_size = part.stat().st_size if part.exists() else 0
-            if now_size > size:
-                last_progress = time.monotonic()
-            wait = backoff * 2 ** attempt
-            stalled = time.monotonic() - last_progress + wait > stall_limit
-            if permanent or attempt == retries or stalled:
-                got = now_size - had
-                if now_size == 0:
-                    raise SerError(f"{url}: {what}; nothing was downloaded. Set {ARCHIVE_ENV}="
-                                   "/path/to/archive.zip to use a local copy") from None
-                raise SerError(f"{url}: {what} after {now_size / 1e6:.1f} MB"
-                               + (f" ({got / 1e6:.1f} MB this run)" if had else "")
-                               + f"; run again to resume, or set {ARCHIVE_ENV}=/path/to/archive.zip "
-                               "to use a local copy") from None
-            log.warning("download: %s; retrying in %.0f s", what, wait)
-            time.sleep(wait)
-    got = file_hashes(part)[0]
-    if got != md5:
-        part.unlink()
-        raise SerError(f"{url}: bad checksum (md5 {got}, expected {md5}); the partial file was "
-                       "removed, run again to download afresh")
-    os.replace(part, dest)
-    return dest
-
-
-def _fetch(url: str, part: Path, timeout: float) -> None:
-    have = part.stat().st_size if part.exists() else 0
-    req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
-    try:
-        resp = urllib.request.urlopen(req, timeout=timeout)
-    except urllib.error.HTTPError as err:
-        if err.code == 416 and have:  # nothing left to fetch: the part file is complete
-            return
-        raise
-    with resp:
-        if have and resp.status != 206:
-            have = 0  # the server ignored the range: start over
-        total = resp.headers.get("Content-Length")
-        total = int(total) + have if total is not None else None
-        with open(part, "ab" if have else "wb") as f, tqdm(
-                total=total, initial=have, unit="B", unit_scale=True, desc="download") as bar:
-            while chunk := resp.read(_CHUNK):
-                f.write(chunk)
-                bar.update(len(chunk))
-        if total is not None and part.stat().st_size < total:
-            raise ConnectionError(f"connection closed at {part.stat().st_size} of {total} bytes")
 
 
 def _member_target(name: str, actors: set[int]) -> PurePosixPath | None:
@@ -211,7 +113,8 @@ def run(params_path: Path, out: Path, downloads: Path) -> None:
         log.info("using local archive %s (%s)", archive, verify_archive(archive, p))
     else:
         archive = download(p.url, downloads / PurePosixPath(p.url).name, p.md5,
-                           retries=p.retries, timeout=p.timeout_s, stall_limit=p.stall_limit_s)
+                           retries=p.retries, timeout=p.timeout_s, stall_limit=p.stall_limit_s,
+                           total_limit=p.total_limit_s)
     n = extract(archive, out, p.actor_ids())
     log.info("extracted and validated %d clips of %d actors into %s", n, len(p.actor_ids()), out)
 

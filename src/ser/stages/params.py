@@ -9,7 +9,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from ser import registry
+from ser import corpora, registry
 from ser.errors import run_cli
 from ser.io import write_text
 from ser.params import PARAMS_FILE, ParamsError, Params, load_params
@@ -32,7 +32,9 @@ def main() -> None:
     ap.add_argument("--params", type=Path, default=PARAMS_FILE)
     ap.add_argument("--out", type=Path, required=True, help="written, always the same, when valid")
     a = ap.parse_args()
-    check_families(load_params(a.params), str(a.params))
+    params = load_params(a.params)
+    check_families(params, str(a.params))
+    corpora.check_mappings(params, str(a.params))
     write_text(a.out, "params.yaml is valid\n")
     logging.getLogger("params").info("%s: valid", a.params)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ser import figures, intervals, registry
+from ser import corpus_section, figures, intervals, registry
 from ser.errors import SerError, run_cli
 from ser.intervals import SUMMARY, Interval
 from ser.io import atomic_dir, write_json, write_text
@@ -490,17 +490,29 @@ def run(params_path: Path, runs: Path, manifest_path: Path, out: Path) -> dict:
     res = {p: analyse(d["tests"], classes, p, params, d["info"]) for p, d in data.items()}
     drop = drops({p: d["tests"] for p, d in data.items()}, params)
     # each folder whole and atomically: nothing of an earlier report's lingers (outputs persist)
-    with atomic_dir(out / "figures") as folder:
-        figs = write_figures(res, data, classes, params, folder)
     with atomic_dir(out / "plots") as plots, atomic_dir(out / "predictions") as predictions:
         write_tables(data, plots, predictions)
+    unseen = {name: corpus_section.analyse(*corpus_section.read(runs, name), classes,
+                                           data["actor"]["tests"] if "actor" in data else None, params)
+              for name in params.corpora}
+    with atomic_dir(out / "figures") as folder:
+        figs = write_figures(res, data, classes, params, folder)
+        for name, u in unseen.items():
+            figs[f"confusion_{name}"] = f"figures/confusion_{name}.png"
+            figures.confusions(corpus_section.confusion_tables(u), classes,
+                               f"Confusion matrices on {name} (row-normalised, counts in brackets)",
+                               folder / f"confusion_{name}.png")
     blocks = summary_blocks(res, drop, labels, params, figs)
     for p, r in res.items():
         blocks += protocol_blocks(p, r, labels[p], classes, params, figs)
+    for name, u in unseen.items():
+        blocks += corpus_section.blocks(name, u, classes, params, params.corpora[name].about, figs)
     blocks += protocol_lines(res, classes, params, {p: d["counts"] for p, d in data.items()})
     write_text(out / "report.md", to_markdown(blocks))
     write_text(out / "report.html", to_html(blocks, out))
     head, per_fold = flat_metrics(res, drop)
+    for name, u in unseen.items():
+        corpus_section.flat(name, u, head)
     write_json(out / "metrics.json", head)
     write_json(out / "metrics_folds.json", per_fold)
     for p in res:

@@ -1,0 +1,324 @@
+"""`ser serve`: the trained models on a local web page and a JSON API (Starlette + uvicorn).
+
+    ser serve [--host 127.0.0.1] [--port 8000] [--model FAMILY...] [--protocol ...] [--fold K]
+
+The models are loaded once, at start, as `ser predict` loads them, and every answer comes from
+`ser predict`'s own functions (ser.analysis.analyse_audio): no second code path.
+
+- `GET /`: one page (ser/apps/web: plain HTML, JavaScript and CSS, nothing from the internet):
+  upload or drop a file, or speak into the microphone (the browser captures and sends PCM; nothing
+  records on the server) and watch each family's timeline grow.
+- `POST /api/predict` (multipart, one file): exactly the object `ser predict --json` gives for
+  that file. Errors are JSON `{"error": "..."}` with 413 (too large or too long), 415 (not
+  audio), 422 (unreadable, empty or silent) or 400 (no file).
+- `WS /api/live`: a JSON `{"sample_rate": N}`, then binary chunks of 16-bit little-endian mono
+  PCM, then the text `stop`. Every `predict.hop_s` of new audio the server sends the new
+  segment's answers (`{"segment": ...}`, the segment read alone); at `stop` it sends
+  `{"final": ...}`, the whole recording's answer, as `POST /api/predict` gives for the same audio.
+
+Limits are params (`serve.max_upload_mb`, `serve.max_seconds`), enforced while the body arrives
+(an upload is counted, never read whole into memory, and spooled to a temporary file that is
+removed); nothing from a request reaches a file path. Requests are answered one at a time by the
+models (a lock), so concurrent requests cannot disturb each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ser import analysis
+from ser.apps import predict
+from ser.errors import SerError
+from ser.params import PARAMS_FILE, Params, load_params
+
+log = logging.getLogger("serve")
+WEB = Path(__file__).resolve().parent / "web"
+PAGES = {"/": ("index.html", "text/html; charset=utf-8"),
+         "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+         "/style.css": ("style.css", "text/css; charset=utf-8")}
+
+
+class HTTPFault(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Service:
+    """What every request uses: the loaded ensembles and the settings, and the models' lock."""
+    ens: list
+    params: Params
+    lock: threading.Lock
+
+    @property
+    def grid(self):
+        return analysis.window_grid(self.ens, self.params)
+
+    def analyse_file(self, path: Path, name: str) -> dict:
+        """`ser predict --json`'s object for one file, named as uploaded."""
+        y, sr = _decode(path)
+        return self.analyse(y, sr, name)
+
+    def analyse(self, y: np.ndarray, sr: int, name: str) -> dict:
+        if len(y) / sr > self.params.serve.max_seconds:
+            raise HTTPFault(413, f"{name}: {len(y) / sr:.0f} s of audio, over serve.max_seconds "
+                                 f"({self.params.serve.max_seconds:g} s)")
+        with self.lock:
+            try:
+                result = analysis.analyse_audio(y, sr, name, self.ens, self.params.predict, self.grid)
+            except SerError as err:
+                raise HTTPFault(422, str(err)) from None
+        return predict.as_json([result], self.ens)
+
+
+def _decode(path: Path) -> tuple[np.ndarray, int]:
+    from ser.audio import decode
+    try:
+        return decode(path)
+    except SerError as err:
+        msg = str(err).replace(str(path), "upload")
+        raise HTTPFault(415 if "cannot decode" in msg else 422, msg) from None
+
+
+def safe_name(name: str | None) -> str:
+    """The upload's file name for the answer only (never a path): its last part, printable."""
+    base = (name or "upload").replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(c for c in base if c.isprintable())[:200]
+    return base or "upload"
+
+
+async def spool(request, limit: int) -> tuple[Path, str, tempfile.TemporaryDirectory]:
+    """The upload's one file, counted as it arrives (413 past `limit` bytes, before the rest is
+    read) and written to a temporary folder removed by the caller; (path, file name, folder)."""
+    from python_multipart.multipart import MultipartParser, parse_options_header
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit + 64 * 1024:
+        raise HTTPFault(413, f"upload of {int(declared) / 1e6:.1f} MB, over serve.max_upload_mb "
+                             f"({limit / 1e6:g} MB)")
+    ctype, opts = parse_options_header(request.headers.get("content-type", ""))
+    if ctype != b"multipart/form-data" or b"boundary" not in opts:
+        raise HTTPFault(400, "expected multipart/form-data with one file (field `file`)")
+    folder = tempfile.TemporaryDirectory(prefix="ser-upload-")
+    target = Path(folder.name) / "audio"  # a fixed name: nothing of the request in a path
+    st = {"field": b"", "value": b"", "name": None, "files": 0, "size": 0, "is_file": False,
+          "in_file": False}
+
+    def on_part_begin():
+        st["is_file"] = False
+
+    def on_header_field(data, start, end):
+        st["field"] += data[start:end]
+
+    def on_header_value(data, start, end):
+        st["value"] += data[start:end]
+
+    def on_header_end():
+        if st["field"].lower() == b"content-disposition":
+            _, o = parse_options_header(st["value"])
+            if b"filename" in o:
+                st["is_file"] = True
+                st["name"] = o[b"filename"].decode("utf-8", "replace")
+        st["field"], st["value"] = b"", b""
+
+    def on_headers_finished():
+        if st["is_file"]:
+            st["files"] += 1
+        st["in_file"] = st["is_file"] and st["files"] == 1
+
+    def on_part_data(data, start, end):
+        if st["in_file"]:
+            st["size"] += end - start
+            if st["size"] > limit:
+                raise HTTPFault(413, f"upload over serve.max_upload_mb ({limit / 1e6:g} MB)")
+            out.write(data[start:end])
+
+    callbacks = {"on_part_begin": on_part_begin, "on_header_field": on_header_field,
+                 "on_header_value": on_header_value, "on_header_end": on_header_end,
+                 "on_headers_finished": on_headers_finished, "on_part_data": on_part_data}
+    try:
+        with open(target, "wb") as out:
+            parser = MultipartParser(opts[b"boundary"], callbacks)
+            async for chunk in request.stream():
+                parser.write(chunk)
+            parser.finalize()
+        if st["files"] != 1:
+            raise HTTPFault(400, f"expected one file, got {st['files']}")
+        if st["size"] == 0:
+            raise HTTPFault(422, f"{safe_name(st['name'])}: empty file")
+    except HTTPFault:
+        folder.cleanup()
+        raise
+    except Exception as err:  # noqa: BLE001 - a malformed body, whatever the parser says
+        folder.cleanup()
+        raise HTTPFault(400, f"malformed multipart body ({str(err).splitlines()[0]})") from None
+    return target, safe_name(st["name"]), folder
+
+
+def create_app(service: Service):
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route, WebSocketRoute
+
+    async def page(request):
+        name, media = PAGES[request.url.path]
+        return Response((WEB / name).read_bytes(), media_type=media,
+                        headers={"Cache-Control": "no-store"})
+
+    async def api_predict(request):
+        limit = int(service.params.serve.max_upload_mb * 1e6)
+        folder = None
+        try:
+            path, name, folder = await spool(request, limit)
+            return JSONResponse(await run_in_threadpool(service.analyse_file, path, name))
+        except HTTPFault as err:
+            return JSONResponse({"error": str(err)}, status_code=err.status)
+        finally:
+            if folder is not None:
+                folder.cleanup()
+
+    async def api_info(request):
+        return JSONResponse({"models": {e.name: {"label": e.family.label, "protocol": e.protocol,
+                                                 "runs": e.runs, "classes": e.classes,
+                                                 "describe": e.describe()} for e in service.ens},
+                             "hop_s": service.params.predict.hop_s,
+                             "window_s": service.grid.n_samples / service.grid.sample_rate,
+                             "offset_s": service.grid.offset_s,
+                             "max_seconds": service.params.serve.max_seconds})
+
+    async def live(ws):
+        await ws.accept()
+        try:
+            config = json.loads(await ws.receive_text())
+            sr = int(config["sample_rate"])
+            if not 1000 <= sr <= 384000:
+                raise ValueError(f"sample_rate {sr} out of range")
+        except (ValueError, KeyError, TypeError, json.JSONDecodeError) as err:
+            await ws.send_json({"error": f"expected {{\"sample_rate\": N}} first ({err})"})
+            await ws.close(code=1003)
+            return
+        session = LiveSession(service, sr)
+        while True:
+            msg = await ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                return
+            if msg.get("bytes") is not None:
+                try:
+                    session.add(msg["bytes"])
+                except HTTPFault as err:
+                    await ws.send_json({"error": str(err)})
+                    await ws.close(code=1009)
+                    return
+                for seg in await run_in_threadpool(session.new_segments):
+                    await ws.send_json({"segment": seg})
+            elif msg.get("text") == "stop":
+                try:
+                    final = await run_in_threadpool(session.final)
+                    await ws.send_json({"final": final})
+                except HTTPFault as err:
+                    await ws.send_json({"error": str(err)})
+                await ws.close()
+                return
+
+    return Starlette(routes=[Route(p, page) for p in PAGES] + [
+        Route("/api/predict", api_predict, methods=["POST"]),
+        Route("/api/info", api_info),
+        WebSocketRoute("/api/live", live)])
+
+
+class LiveSession:
+    """One microphone recording: the audio so far, and which segments have been answered."""
+
+    def __init__(self, service: Service, sr: int):
+        self.service, self.sr = service, sr
+        self.chunks: list[np.ndarray] = []
+        self.n = 0
+        self.sent = 0  # segments answered so far
+
+    def add(self, data: bytes) -> None:
+        pcm = np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2").astype(np.float32) / 32768
+        self.chunks.append(pcm)
+        self.n += len(pcm)
+        if self.n / self.sr > self.service.params.serve.max_seconds:
+            raise HTTPFault(413, f"recording over serve.max_seconds ({self.service.params.serve.max_seconds:g} s)")
+
+    def audio(self) -> np.ndarray:
+        if len(self.chunks) > 1:
+            self.chunks = [np.concatenate(self.chunks)]
+        return self.chunks[0] if self.chunks else np.zeros(0, dtype=np.float32)
+
+    def new_segments(self) -> list[dict]:
+        """The segments whose window is now complete, each read alone (with the offset before
+        it, which the models skip), timed as recorded."""
+        grid, pp = self.service.grid, self.service.params.predict
+        window, offset, hop = grid.n_samples / grid.sample_rate, grid.offset_s, pp.hop_s
+        out = []
+        y = None
+        while offset + self.sent * hop + window <= self.n / self.sr:
+            y = self.audio() if y is None else y
+            start = self.sent * hop
+            piece = y[round(start * self.sr): round((start + offset + window) * self.sr)]
+            self.sent += 1
+            if np.abs(piece).max() < 1e-3:
+                out.append({"start_s": round(start + offset, 3), "end_s": round(start + offset + window, 3),
+                            "short": False, "silent": True,
+                            **{e.name: None for e in self.service.ens}})
+                continue
+            try:
+                doc = self.service.analyse(piece, self.sr, "live")
+            except HTTPFault:
+                continue
+            seg = doc["files"][0]["segments"][0]
+            seg["start_s"] = round(seg["start_s"] + start, 3)
+            seg["end_s"] = round(seg["end_s"] + start, 3)
+            out.append(seg)
+        return out
+
+    def final(self) -> dict:
+        y = self.audio()
+        if len(y) == 0:
+            raise HTTPFault(422, "no audio was received")
+        return self.service.analyse(y, self.sr, "recording.wav")
+
+
+def load_service(which: list[str] | None, protocol: str, fold: int | None, params_path: Path,
+                 models: Path | None) -> Service:
+    params = load_params(params_path)
+    if models is None:
+        models, where = analysis.default_models(predict.families_of(which))
+        log.info("%s", where)
+    ens = analysis.load_ensembles(models, predict.families_of(which),
+                                 protocol, params, fold)
+    return Service(ens, params, threading.Lock())
+
+
+def run(*, host: str | None = None, port: int | None = None, which: list[str] | None = None,
+        protocol: str = "auto", fold: int | None = None, params_path: Path = PARAMS_FILE,
+        models: Path | None = None) -> None:
+    """Load the models (refusing to start without them), then serve until Ctrl-C."""
+    import uvicorn
+    service = load_service(which, protocol, fold, params_path, models)
+    sp = service.params.serve
+    host, port = host or sp.host, port if port is not None else sp.port
+    for e in service.ens:
+        log.info("%s: %s", e.family.label, e.describe())
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("bound to %s, not 127.0.0.1: anyone who can reach this machine on port %d can "
+                    "send it audio", host, port)
+    log.info("serving on http://%s:%d/ (Ctrl-C stops)", host, port)
+    config = uvicorn.Config(create_app(service), host=host, port=port, log_level="warning",
+                            ws_max_size=1 << 20)
+    try:
+        asyncio.run(uvicorn.Server(config).serve())
+    except KeyboardInterrupt:
+        pass
+    log.info("stopped")

@@ -1,0 +1,406 @@
+"""Reliability and security: planted model files run no code, output paths are written and not
+replaced, bad input is one line naming it, tables are checked where read, the stage runner finds
+the project's Python. (Checkpoints: test_train; -s with bad params and killed runs: test_e2e.)"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from conftest import ROOT, section, tone
+from ser import modelfile, registry
+from ser.errors import SerError
+from ser.io import check_output, write_text
+from ser.params import ParamsError, load_params
+
+
+class Evil:
+    """Unpickling it runs a shell command: what a file from a shared remote could carry."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _skops_with(obj) -> bytes:
+    return modelfile.estimator_bytes(obj)
+
+
+@pytest.mark.parametrize("kind", ["joblib", "torch", "skops-untrusted", "empty", "not-zip",
+                                  "zip-without-meta", "folder"])
+@pytest.mark.parametrize("family", ["svm_stats", "cnn_lstm"])
+def test_a_planted_model_file_runs_no_code_and_is_one_line(tmp_path, kind, family):
+    import joblib
+    marker = tmp_path / "pwned"
+    path = tmp_path / "actor-0.model"
+    if kind == "joblib":
+        joblib.dump({"kind": "svm", "model": Evil(marker)}, path)
+    elif kind == "torch":
+        torch.save({"kind": "cnn_lstm", "state_dict": Evil(marker)}, path)
+    elif kind == "skops-untrusted":  # a well-formed model file whose estimator is of another type
+        from sklearn.linear_model import LogisticRegression
+        est = LogisticRegression().fit(np.eye(3), [0, 1, 2])
+        modelfile.write(path, {"family": family, "classes": ["a", "b", "c"], "columns": ["x"] * 3},
+                        {modelfile.ESTIMATOR: _skops_with(est), modelfile.WEIGHTS: b"not tensors"})
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "not-zip":
+        path.write_bytes(b"\x00\x01 some bytes")
+    elif kind == "zip-without-meta":
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("other.txt", "x")
+    else:
+        path.mkdir()
+    with pytest.raises(SerError) as err:
+        registry.get(family).read_model(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: ") and "\n" not in msg
+    assert not marker.exists()
+    if kind in ("joblib", "torch"):
+        assert "convert a file you trust with `python -m ser.apps.convert_models" in msg
+
+
+class Custom:
+    """A type no model of this project holds: skops builds it only if trusted."""
+
+    def __init__(self):
+        self.x = np.zeros(2)
+
+
+def test_untrusted_types_are_named_and_not_built(tmp_path):
+    path = tmp_path / "m.model"
+    modelfile.write(path, {"family": "svm_stats", "classes": ["a", "b", "c"]},
+                    {modelfile.ESTIMATOR: _skops_with({"model": Custom()})})
+    with pytest.raises(SerError, match=r"holds types this project does not trust \(test_faults.Custom\): refused"):
+        registry.get("svm_stats").read_model(path)
+
+
+def test_a_model_file_of_another_family_is_refused(tmp_path):
+    path = tmp_path / "m.model"
+    modelfile.write(path, {"family": "cnn_lstm", "classes": ["a"]},
+                    {modelfile.WEIGHTS: b"", modelfile.ESTIMATOR: b""})
+    with pytest.raises(SerError, match="a model of family 'cnn_lstm', not 'svm_stats'"):
+        registry.get("svm_stats").read_model(path)
+
+
+# ---------------------------------------------------------------- output paths
+
+def test_a_symlink_is_followed_not_replaced(tmp_path):
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    write_text(link, "new")
+    assert link.is_symlink() and target.read_text() == "new"
+
+
+def test_a_fifo_is_written_through(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo).read()))
+    reader.start()
+    write_text(fifo, "through the pipe")
+    reader.join(5)
+    assert got == ["through the pipe"] and fifo.exists() and not fifo.is_file()
+
+
+def test_a_full_device_is_one_line():
+    with pytest.raises(SerError, match=r"^/dev/full: cannot write \(No space left on device\)$"):
+        write_text("/dev/full", "x")
+    assert Path("/dev/full").is_char_device()
+
+
+@pytest.mark.parametrize("where,message", [
+    (lambda t: t / "file.txt" / "out.json", "a part of the path is a file"),
+    (lambda t: t, "is a directory, not a file to write"),
+    (lambda t: Path("/proc/ser-test/out.json"), "cannot write in /proc"),
+])
+def test_unwritable_outputs_are_refused_before_any_work(tmp_path, where, message):
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(SerError, match=message):
+        check_output(where(tmp_path))
+
+
+def test_predict_checks_its_outputs_before_loading_anything(tmp_path):
+    """No models there: had it loaded them first, the error would be about the models."""
+    from ser.apps.predict import run
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(SerError, match="file.txt/out.json: cannot write"):
+        run([tmp_path], json_out=str(tmp_path / "file.txt" / "out.json"),
+            params_path=ROOT / "params.yaml", models=tmp_path / "none")
+
+
+@pytest.mark.parametrize("hop", [float("nan"), float("inf"), 0.001, 0.0, -1.0])
+def test_hop_is_bounded_by_params_validation(tmp_path, hop):
+    from ser.apps.predict import run
+    with pytest.raises(SerError, match=r"^--hop .*\(predict.hop_s\)$"):
+        run([tmp_path], hop=hop, params_path=ROOT / "params.yaml", models=tmp_path / "none")
+
+
+def test_plot_names_do_not_collide():
+    from ser.apps.predict import plot_names
+    names = plot_names([Path("a/take.wav"), Path("b/take.wav"), Path("c/other.flac")])
+    assert names == ["a_take.png", "b_take.png", "other.png"] and len(set(names)) == 3
+
+
+# ---------------------------------------------------------------- audio
+
+def test_phase_inverted_stereo_is_silent_once_downmixed(tmp_path):
+    from ser.audio import decode
+    y = tone(220, 16000, 3.0)
+    sf.write(tmp_path / "inv.wav", np.stack([y, -y], 1), 16000)
+    with pytest.raises(SerError, match="inv.wav: silent .*once downmixed"):
+        decode(tmp_path / "inv.wav")
+
+
+def test_a_file_name_that_is_not_utf8_decodes(tmp_path):
+    from ser.audio import decode
+    name = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9.flac")
+    with open(name, "wb") as f:
+        sf.write(f, tone(220, 16000, 1.0), 16000, format="FLAC")
+    y, sr = decode(name)
+    assert sr == 16000 and len(y) == 16000
+
+
+def _stub_cnn(grid, classes=("neutral", "sad")):
+    from ser.analysis import Ensemble
+
+    def proba(x):
+        return np.tile([0.9, 0.1], (len(x), 1))
+    return Ensemble(registry.get("cnn_lstm"), "actor", ["actor-0"], list(classes), grid.saved(),
+                    None, [proba])
+
+
+def test_silent_segments_get_no_emotion(tmp_path):
+    from ser.analysis import analyse_audio
+    grid, pp = section("features_logmel"), section("predict", hop_s=3.0)
+    y = np.concatenate([np.zeros(16000 * 8, dtype=np.float32), tone(220, 16000, 6.0)])
+    r = analyse_audio(y, 16000, "gap.wav", [_stub_cnn(grid)], pp, grid)
+    silent = [s for s in r["segments"] if s["silent"]]
+    assert silent and all(s["cnn_lstm"] is None for s in silent)
+    assert all(s["cnn_lstm"]["top"] == "neutral" for s in r["segments"] if not s["silent"])
+    assert r["whole"]["cnn_lstm"]["top"] == "neutral"
+
+
+def test_audio_far_below_the_cnn_lstm_bands_is_warned_about():
+    from ser.analysis import analyse_audio
+    grid, pp = section("features_logmel"), section("predict")
+    r = analyse_audio(tone(200, 1000, 4.0), 1000, "phone.wav", [_stub_cnn(grid)], pp, grid)
+    assert any("sampled at 1000 Hz: nothing above 500 Hz" in w for w in r["warnings"])
+    r = analyse_audio(tone(200, 16000, 4.0), 16000, "ok.wav", [_stub_cnn(grid)], pp, grid)
+    assert not any("nothing above" in w for w in r["warnings"])
+
+
+# ---------------------------------------------------------------- ensembles
+
+def test_an_ensemble_is_the_protocols_folds_all_present(tmp_path):
+    from ser.analysis import model_files
+    params = load_params(ROOT / "params.yaml")
+    folder = tmp_path / "svm_stats"
+    folder.mkdir()
+    for name in ["actor-0 (copy).model", "actor-0.bak.model", "actor-7.model", "notes.txt"]:
+        (folder / name).write_text("stray")
+    assert model_files(tmp_path, "svm_stats", "actor", params, None) is None  # strays: not models
+    for k in range(6):
+        (folder / f"actor-{k}.model").write_text("x")
+    files = model_files(tmp_path, "svm_stats", "actor", params, None)
+    assert [f.name for f in files] == [f"actor-{k}.model" for k in range(6)]  # not actor-7
+    (folder / "actor-3.model").unlink()
+    with pytest.raises(SerError, match="the actor ensemble needs 6 fold models but actor-3.model is missing"):
+        model_files(tmp_path, "svm_stats", "actor", params, None)
+    assert [f.name for f in model_files(tmp_path, "svm_stats", "actor", params, 2)] == ["actor-2.model"]
+
+
+# ---------------------------------------------------------------- tables
+
+def _manifest(tmp_path, rows):
+    pd.DataFrame(rows, columns=["clip_id", "path", "actor", "label"]).to_csv(tmp_path / "m.csv", index=False)
+    return tmp_path / "m.csv"
+
+
+def test_tables_are_checked_where_read(tmp_path):
+    from ser.predictions import read_predictions
+    from ser.store import load_features, load_logmel, read_fold, read_manifest
+    with pytest.raises(SerError, match="clip_id a appears twice"):
+        read_manifest(_manifest(tmp_path, [("a", "x.wav", 1, "sad"), ("a", "y.wav", 1, "sad")]))
+    pd.DataFrame({"clip_id": ["a", "b", "c"], "actor": 1, "label": ["sad", "bored", "sad"],
+                  "split": ["train", "val", "test"]}).to_csv(tmp_path / "f.csv", index=False)
+    with pytest.raises(SerError, match="clip b has label 'bored', not one of the classes"):
+        read_fold(tmp_path / "f.csv", ["sad", "happy"])
+    df = pd.DataFrame({"f0": [1.0, 2.0]}, index=pd.Index(["a", "a"], name="clip_id"))
+    df.to_parquet(tmp_path / "stats.parquet")
+    with pytest.raises(SerError, match="clip a appears twice"):
+        load_features(tmp_path / "stats.parquet")
+    df = pd.DataFrame({"f0": [1.0, np.nan]}, index=pd.Index(["a", "b"], name="clip_id"))
+    df.to_parquet(tmp_path / "stats.parquet")
+    with pytest.raises(SerError, match=r"clip b: f0 is .*nan.*, not a finite number"):
+        load_features(tmp_path / "stats.parquet")
+    lm = tmp_path / "logmel"
+    lm.mkdir()
+    np.save(lm / "logmel.npy", np.zeros((2, 1, 2, 2), dtype=np.float16))
+    pd.DataFrame({"row": [0, 1], "clip_id": ["a", "a"], "copy": [0, 0]}).to_csv(lm / "index.csv", index=False)
+    with pytest.raises(SerError, match="clip a copy 0 appears twice"):
+        load_logmel(lm)
+    (tmp_path / "p.csv").write_text("clip_id,split,label,pred,prob_sad\n")
+    with pytest.raises(SerError, match="a predictions table without rows"):
+        read_predictions(tmp_path / "p.csv")
+
+
+# ---------------------------------------------------------------- params
+
+def _params_text(tmp_path, text):
+    (tmp_path / "params.yaml").write_bytes(text)
+    return tmp_path / "params.yaml"
+
+
+def test_params_are_read_as_dvc_reads_them(tmp_path):
+    good = (ROOT / "params.yaml").read_bytes()
+    with pytest.raises(ParamsError, match=r"not valid YAML: key 'seed' appears twice \(line 3\)"):
+        load_params(_params_text(tmp_path, b"report:\n  seed: 1\n  seed: 2\n"))
+    with pytest.raises(ParamsError, match="not valid YAML: key 'report' appears twice"):
+        load_params(_params_text(tmp_path, good + b"\nreport:\n  seed: 1\n"))
+    with pytest.raises(ParamsError, match="train_cnn_lstm.channels_last: Input should be a valid boolean, got 'no'"):
+        load_params(_params_text(tmp_path, good.replace(b"channels_last: true", b"channels_last: no")))
+    with pytest.raises(ParamsError, match=r"params.yaml: not UTF-8 text \(byte"):
+        load_params(_params_text(tmp_path, b"# caf\xe9\n" + good))
+    with pytest.raises(ParamsError, match="is a directory, not a params file"):
+        load_params(tmp_path)
+
+
+def test_a_stray_ser_py_in_the_working_folder_is_not_run(tmp_path):
+    """The memory-reuse restart runs with -P: the current folder is not on sys.path."""
+    marker = tmp_path / "pwned"
+    (tmp_path / "ser.py").write_text(f"open({str(marker)!r}, 'w').write('x')\n")
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    env.pop("MALLOC_MMAP_MAX_", None)
+    r = subprocess.run([sys.executable, "-P", "-m", "ser.apps.cli", "predict", "nothing.wav",
+                        "--models", "none"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert r.returncode == 1 and not marker.exists(), r.stderr
+
+
+def test_predict_writes_its_json_when_every_file_fails(tmp_path):
+    """No earlier run's results are left standing: the JSON says what failed."""
+    from ser.analysis import Ensemble
+    from ser.apps.predict import run
+    import ser.apps.predict as predict
+    out = tmp_path / "out.json"
+    out.write_text('{"files": ["an earlier run"]}')
+    (tmp_path / "bad.wav").write_text("not audio")
+    grid = section("features_logmel")
+    stub = _stub_cnn(grid)
+    orig = predict.load_ensembles
+    predict.load_ensembles = lambda *a, **k: [stub]
+    try:
+        code = run([tmp_path / "bad.wav"], json_out=str(out), params_path=ROOT / "params.yaml")
+    finally:
+        predict.load_ensembles = orig
+    doc = json.loads(out.read_text())
+    assert code == 1 and doc["files"] == [] and "cannot decode" in doc["errors"][0]["error"]
+    assert isinstance(stub, Ensemble)
+
+
+# ---------------------------------------------------------------- the stage runner
+
+def _runner_root(tmp_path, venv: bool) -> Path:
+    root = tmp_path / "repo"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy(ROOT / "bin" / "stage", root / "bin" / "stage")
+    (root / "src").symlink_to(ROOT / "src")
+    if venv:  # the project's own environment, as `make setup` makes it
+        (root / ".venv").symlink_to(Path(sys.prefix))
+    return root
+
+
+def test_the_stage_runner_finds_the_repositorys_venv(tmp_path):
+    """`.venv/bin/dvc repro` without an activated environment: PATH has no project Python."""
+    root = _runner_root(tmp_path, venv=True)
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "python3").write_text("#!/bin/sh\nexit 1\n")  # a system Python without the packages
+    (fake / "python3").chmod(0o755)
+    env = {"PATH": f"{fake}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    r = subprocess.run(["sh", str(root / "bin" / "stage"), "params", "--params",
+                        str(ROOT / "params.yaml"), "--out", str(tmp_path / "ok")], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "ok").read_text() == "params.yaml is valid\n"
+
+
+def test_the_stage_runner_says_what_to_do_without_a_project_python(tmp_path):
+    root = _runner_root(tmp_path, venv=False)
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "python3").write_text("#!/bin/sh\nexit 1\n")
+    (fake / "python3").chmod(0o755)
+    r = subprocess.run(["sh", str(root / "bin" / "stage"), "params", "--out", "x"],
+                       env={"PATH": f"{fake}:/usr/bin:/bin", "HOME": str(tmp_path)},
+                       capture_output=True, text=True)
+    assert r.returncode == 1
+    [line] = r.stderr.strip().splitlines()
+    assert line.startswith("error: no Python with the project's packages") and "make setup" in line
+
+
+# ---------------------------------------------------------------- the explicit conversion
+
+def test_old_pickles_convert_to_model_files_with_the_same_answers(tmp_path):
+    """The earlier format (joblib / torch.save dicts, CappedPCA pickled as ser.svm.CappedPCA)
+    converts, only when asked, to model files that give the same probabilities."""
+    import types
+    import joblib
+    from sklearn.datasets import make_classification
+    from ser import svm_pipeline
+    from ser.apps.convert_models import convert
+    from ser.cnn_lstm import CNNLSTM
+    from ser.stages.train_cnn_lstm import network_args
+    # an old CNN-LSTM file
+    p = section("train_cnn_lstm", filters=[4, 4, 8, 8], lstm_units=16)
+    torch.manual_seed(0)
+    net = CNNLSTM(3, **network_args(p, {"n_mels": 128, "win_size": 128})).eval()
+    torch.save({"kind": "cnn_lstm", "state_dict": net.state_dict(), "classes": ["a", "b", "c"],
+                "params": p.model_dump(), "features": {"n_mels": 128, "win_size": 128},
+                "run": "actor-1", "protocol": "actor", "fold": 1, "code": "ser 0.1.0"},
+               tmp_path / "actor-1.pt")
+    # an old SVM file, CappedPCA under its old module path
+    X, y = make_classification(n_samples=90, n_features=12, n_informative=6, n_classes=3, random_state=0)
+    model, _ = svm_pipeline.fit(X, np.array(["a", "b", "c"])[y],
+                                section("train_svm", C=[1], gamma=[0.01], cv_folds=3, n_jobs=1))
+    old = types.ModuleType("ser.svm")
+    old.CappedPCA = svm_pipeline.CappedPCA
+    sys.modules["ser.svm"] = old
+    svm_pipeline.CappedPCA.__module__ = "ser.svm"
+    try:
+        joblib.dump({"kind": "svm", "model": model, "classes": ["a", "b", "c"],
+                     "columns": [f"c{i}" for i in range(12)], "params": {}, "features": {"sample_rate": 16000},
+                     "run": "actor-1", "protocol": "actor", "fold": 1}, tmp_path / "actor-1.joblib")
+    finally:
+        svm_pipeline.CappedPCA.__module__ = "ser.svm_pipeline"
+        del sys.modules["ser.svm"]
+    with pytest.raises(SerError, match="convert a file you trust"):  # never loaded unasked
+        registry.get("svm_stats").read_model(tmp_path / "actor-1.joblib")
+    out = tmp_path / "models"
+    cnn_file = convert(tmp_path / "actor-1.pt", out)
+    svm_file = convert(tmp_path / "actor-1.joblib", out)
+    assert cnn_file == out / "cnn_lstm" / "actor-1.model" and svm_file == out / "svm_stats" / "actor-1.model"
+    meta, proba = registry.get("cnn_lstm").read_model(cnn_file)
+    x = np.random.default_rng(0).normal(size=(2, 5, 128, 128)).astype(np.float32) * 5 - 40
+    with torch.no_grad():
+        want = torch.softmax(net(torch.from_numpy(x)), 1).numpy()
+    np.testing.assert_allclose(proba(x), want, atol=0.02)  # the reader runs bf16 where it can
+    meta, proba = registry.get("svm_stats").read_model(svm_file)
+    np.testing.assert_allclose(proba(X), model.predict_proba(X), atol=1e-12)
+    assert meta["run"] == "actor-1" and "converted from actor-1.joblib" in meta["code"]
