@@ -3,17 +3,14 @@ every fault one line (a missing archive, a name off the pattern, a mapping to an
 on generated corpora; and the real TESS copy when it is there."""
 
 import hashlib
-import io
 import os
-import zipfile
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import soundfile as sf
 import yaml
 
-from conftest import ROOT, make_tess_archive, tone
+from conftest import ROOT, make_tess_archive
 from ser import corpora
 from ser.errors import SerError
 from ser.params import ParamsError, load_params, parse_params

@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import torch
-import yaml
 
 from conftest import ROOT, section, tone
 from ser import modelfile, registry

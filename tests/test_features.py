@@ -102,7 +102,6 @@ def test_index_puts_copies_after_each_clip():
 
 @pytest.mark.parametrize("stage", ["features_stats", "features_egemaps", "features_logmel"])
 def test_same_output_whatever_n_jobs(tmp_path, small_corpus, stage):
-    import importlib
     import yaml
     from ser.stages.prepare import scan
     from ser.stages import features

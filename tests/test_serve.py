@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import yaml
 
 from conftest import synthetic_clip
 

@@ -6,7 +6,6 @@ A bad value fails at start with one line naming the key, e.g.
 
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path
 from typing import Annotated, Literal
