@@ -34,10 +34,6 @@ class Evil:
         return (os.system, (f"touch {self.marker}",))
 
 
-def _skops_with(obj) -> bytes:
-    return modelfile.estimator_bytes(obj)
-
-
 @pytest.mark.parametrize("kind", ["joblib", "torch", "skops-untrusted", "empty", "not-zip",
                                   "zip-without-meta", "folder"])
 @pytest.mark.parametrize("family", ["svm_stats", "cnn_lstm"])
@@ -53,7 +49,7 @@ def test_a_planted_model_file_runs_no_code_and_is_one_line(tmp_path, kind, famil
         from sklearn.linear_model import LogisticRegression
         est = LogisticRegression().fit(np.eye(3), [0, 1, 2])
         modelfile.write(path, {"family": family, "classes": ["a", "b", "c"], "columns": ["x"] * 3},
-                        {modelfile.ESTIMATOR: _skops_with(est), modelfile.WEIGHTS: b"not tensors"})
+                        {modelfile.ESTIMATOR: modelfile.estimator_bytes(est), modelfile.WEIGHTS: b"not tensors"})
     elif kind == "empty":
         path.write_bytes(b"")
     elif kind == "not-zip":
@@ -82,7 +78,7 @@ class Custom:
 def test_untrusted_types_are_named_and_not_built(tmp_path):
     path = tmp_path / "m.model"
     modelfile.write(path, {"family": "svm_stats", "classes": ["a", "b", "c"]},
-                    {modelfile.ESTIMATOR: _skops_with({"model": Custom()})})
+                    {modelfile.ESTIMATOR: modelfile.estimator_bytes({"model": Custom()})})
     with pytest.raises(SerError, match=r"holds types this project does not trust \(test_faults.Custom\): refused"):
         registry.get("svm_stats").read_model(path)
 

@@ -9,12 +9,9 @@ openSMILE is free for research and education, not for commercial use (its licenc
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import numpy as np
 
-from ser.audio import load
-from ser.errors import SerError
 from ser.params import FeaturesEgemaps
 
 FAMILY = "egemaps"
@@ -36,12 +33,3 @@ def from_samples(y: np.ndarray, sr: int, p: FeaturesEgemaps) -> np.ndarray:
     """The functionals of one waveform (samples at `sr`, which should be p.sample_rate)."""
     df = _smile(p.feature_set, "Functionals").process_signal(np.asarray(y, dtype=np.float32), sr)
     return df.to_numpy(dtype=np.float64)[0]
-
-
-def from_file(path: Path, p: FeaturesEgemaps) -> np.ndarray:
-    """The features of one audio file, checked finite: what the stage writes for a clip."""
-    v = from_samples(load(path, p.sample_rate), p.sample_rate, p)
-    if not np.isfinite(v).all():
-        bad = [c for c, ok in zip(columns(p), np.isfinite(v)) if not ok]
-        raise SerError(f"{path}: non-finite eGeMAPS features ({', '.join(bad[:3])})")
-    return v

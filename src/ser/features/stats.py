@@ -10,14 +10,11 @@ The STFT is computed once per clip and shared by every spectral feature.
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import librosa
 import numpy as np
 from scipy import stats
 
-from ser.audio import load
-from ser.errors import SerError
 from ser.params import FeaturesStats
 
 FAMILY = "stats"
@@ -91,13 +88,4 @@ def clip_stats(y: np.ndarray, sr: int, p: FeaturesStats) -> np.ndarray:
     return summarise(frame_features(y, sr, p)).ravel()
 
 
-from_samples = clip_stats  # the name every table family gives it (ser.apps.predict)
-
-
-def from_file(path: Path, p: FeaturesStats) -> np.ndarray:
-    """The features of one audio file, checked finite: what the stage writes for a clip."""
-    v = clip_stats(load(path, p.sample_rate), p.sample_rate, p)
-    if not np.isfinite(v).all():
-        bad = [c for c, ok in zip(columns(p), np.isfinite(v)) if not ok]
-        raise SerError(f"{path}: non-finite statistical features ({', '.join(bad[:3])})")
-    return v
+from_samples = clip_stats  # the name every table family gives it (stage features, ser.analysis)

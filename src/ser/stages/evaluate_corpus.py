@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from tqdm import tqdm
 
 from ser import analysis, corpora, registry
@@ -72,13 +72,6 @@ def _worker(params_path: Path, models: Path, corpus: Path, clips: pd.DataFrame, 
     return evaluate(ens, params, analysis.window_grid(ens, params), corpus, clips, name)
 
 
-def effective_jobs(n_jobs: int, n: int) -> int:
-    """joblib's count: -1 is every core."""
-    import os
-    cores = os.cpu_count() or 1
-    return max(1, min(n, cores if n_jobs == -1 else n_jobs if n_jobs > 0 else cores + 1 + n_jobs))
-
-
 def run(params_path: Path, name: str, corpus: Path, models: Path, out: Path) -> dict:
     params = load_params(params_path)
     if name not in params.corpora:
@@ -90,7 +83,7 @@ def run(params_path: Path, name: str, corpus: Path, models: Path, out: Path) -> 
     log.info("%s: %d of %d clips (%d speakers) through %s", name, len(kept), len(table),
              kept["speaker"].nunique(), ", ".join(f"{e.family.label} ({e.describe()})" for e in ens))
     t0 = time.perf_counter()
-    jobs = effective_jobs(params.evaluate_corpus.n_jobs, len(kept))
+    jobs = max(1, min(len(kept), effective_n_jobs(params.evaluate_corpus.n_jobs)))
     chunks = [kept.iloc[i::jobs] for i in range(jobs)]
     if jobs == 1:
         parts = [evaluate(ens, params, grid, corpus, chunks[0], name, progress=True)]

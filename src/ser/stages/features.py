@@ -22,7 +22,8 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from ser.errors import run_cli
+from ser.audio import load
+from ser.errors import SerError, run_cli
 from ser.features import egemaps, logmel, stats
 from ser.io import atomic_dir, atomic_path
 from ser.params import PARAMS_FILE, load_params
@@ -33,10 +34,21 @@ TABLES = {m.FAMILY: m for m in (stats, egemaps)}  # one row of named columns per
 FAMILIES = (*TABLES, logmel.FAMILY)
 
 
+def table_row(family: str, path: Path, p) -> np.ndarray:
+    """One clip's row of a table family: its file decoded at the family's rate, through the
+    family's from_samples (what prediction uses too), checked finite."""
+    mod = TABLES[family]
+    v = mod.from_samples(load(path, p.sample_rate), p.sample_rate, p)
+    if not np.isfinite(v).all():
+        bad = [c for c, ok in zip(mod.columns(p), np.isfinite(v)) if not ok]
+        raise SerError(f"{path}: non-finite {family} features ({', '.join(bad[:3])})")
+    return v
+
+
 def write_table(family: str, p, corpus: Path, manifest: pd.DataFrame, out: Path) -> None:
     mod = TABLES[family]
     log.info("%s: %d features for %d clips", family, len(mod.columns(p)), len(manifest))
-    rows = Parallel(n_jobs=p.n_jobs)(delayed(mod.from_file)(corpus / path, p) for path in
+    rows = Parallel(n_jobs=p.n_jobs)(delayed(table_row)(family, corpus / path, p) for path in
                                      tqdm(manifest["path"], desc=f"features {family}", unit="clip"))
     df = pd.DataFrame(np.vstack(rows), columns=mod.columns(p), index=manifest["clip_id"])
     df.attrs.update(family=family, params=p.saved())  # a model file carries them
