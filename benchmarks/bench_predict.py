@@ -1,19 +1,23 @@
-"""`ser predict` speed: seconds for a long recording with every model family, as a real-time factor.
+"""`ser predict` speed and memory: a long recording through every model family.
 
-    .venv/bin/python benchmarks/bench_predict.py [--minutes 10] [--models data/models]
+    .venv/bin/python benchmarks/bench_predict.py [--minutes 10 60] [--each] [--models data/models]
 
 Without --models it writes model files of the reference's sizes in the project's format into a
 temporary folder (the CNN-LSTM of params.yaml with random weights; an SVM pipeline fitted on
 random features of 900 clips, as many as a fold trains on, for each SVM family): speed does not
-depend on what the weights learned. The recording is a generated voiced signal, 44.1 kHz stereo WAV. It runs with
-glibc set to reuse freed memory, as `ser predict` does. Prints the
-time to load the models, the time for the recording, and the real-time factor (the target: at
-least 50x, a 10-minute recording in under 12 s).
+depend on what the weights learned. The recording is a generated voiced signal, 44.1 kHz stereo
+16-bit WAV. Each measurement runs in a fresh process, with glibc set to reuse freed memory as
+`ser predict` does, and prints the seconds, the real-time factor (the target: at least 50x, a
+10-minute recording in under 12 s) and the process's peak RSS (which must not grow with the
+recording's length). --each also times every family alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -66,44 +70,70 @@ def write_models(folder: Path, folds: int, params_path: Path) -> None:
 
 
 def write_recording(path: Path, minutes: float) -> None:
+    """A voiced tone with a wandering pitch and a syllable rhythm, in white noise: 44.1 kHz stereo
+    16-bit WAV, written a minute at a time."""
     sr = 44100
-    t = np.arange(int(sr * minutes * 60)) / sr
-    f0 = 160 * (1 + 0.1 * np.sin(2 * np.pi * 0.3 * t))
-    phase = 2 * np.pi * np.cumsum(f0) / sr
-    voice = sum(np.sin(k * phase) / k for k in range(1, 6)) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
-    y = 0.1 * voice + 0.003 * np.random.default_rng(0).standard_normal(len(t))
-    sf.write(path, np.stack([y, 0.8 * y], 1).astype(np.float32), sr, subtype="PCM_16")
+    n = int(sr * minutes * 60)
+    rng = np.random.default_rng(0)
+    phase0 = 0.0
+    with sf.SoundFile(path, "w", sr, 2, subtype="PCM_16") as f:
+        for start in range(0, n, 60 * sr):
+            t = np.arange(start, min(start + 60 * sr, n)) / sr
+            f0 = 160 * (1 + 0.1 * np.sin(2 * np.pi * 0.3 * t))
+            phase = phase0 + 2 * np.pi * np.cumsum(f0) / sr
+            phase0 = phase[-1]
+            voice = sum(np.sin(k * phase) / k for k in range(1, 6)) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
+            y = 0.1 * voice + 0.003 * rng.standard_normal(len(t))
+            f.write(np.stack([y, 0.8 * y], 1).astype(np.float32))
+
+
+def child(params_path: Path, models: Path, audio: Path, families: list[str]) -> None:
+    """One measurement in a fresh process (its peak memory is the analysis's): JSON on stdout."""
+    params = load_params(params_path)
+    t0 = time.perf_counter()
+    ens = analysis.load_ensembles(models, families, "auto", params)
+    t_load = time.perf_counter() - t0
+    grid = analysis.window_grid(ens, params)
+    t0 = time.perf_counter()
+    result = analysis.analyse(audio, ens, params.predict, grid)
+    dt = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"load_s": t_load, "seconds": dt, "segments": len(result["segments"]),
+                      "models": [f"{e.name} x{len(e.runs)}" for e in ens], "rss_mb": rss}))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--models", type=Path, default=None, help="trained models (default: generated)")
-    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--minutes", type=float, nargs="+", default=[10.0])
+    ap.add_argument("--each", action="store_true", help="also time every family alone")
+    ap.add_argument("--child", nargs=2, type=Path, metavar=("MODELS", "AUDIO"), help=argparse.SUPPRESS)
+    ap.add_argument("--families", nargs="+", default=list(registry.FAMILIES), help=argparse.SUPPRESS)
     a = ap.parse_args()
     reexec_script()  # as `ser predict` runs
+    if a.child:
+        return child(a.params, *a.child, a.families)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
+    runs = ([[f] for f in registry.FAMILIES] if a.each else []) + [list(registry.FAMILIES)]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         models = a.models
         if models is None:
             models = tmp / "models"
             write_models(models, len(load_params(a.params).folds.folds_of("actor")), a.params)
-        audio = tmp / "long.wav"
-        write_recording(audio, a.minutes)
-        params = load_params(a.params)
-        t0 = time.perf_counter()
-        ens = analysis.load_ensembles(models, list(registry.FAMILIES), "auto", params)
-        t_load = time.perf_counter() - t0
-        grid = analysis.window_grid(ens, params)
-        t0 = time.perf_counter()
-        result = analysis.analyse(audio, ens, params.predict, grid)
-        dt = time.perf_counter() - t0
-    seconds = a.minutes * 60
-    print(f"models: {', '.join(f'{e.name} x{len(e.runs)}' for e in ens)}, loaded in {t_load:.1f} s")
-    print(f"{a.minutes:g}-minute recording, {len(result['segments'])} segments: {dt:.1f} s, "
-          f"{seconds / dt:.0f}x real time (target: 50x)")
-    sys.stdout.flush()
+        for minutes in a.minutes:
+            audio = tmp / "long.wav"
+            write_recording(audio, minutes)
+            for fams in runs:
+                out = subprocess.run([sys.executable, sys.argv[0], "--params", str(a.params),
+                                      "--child", str(models), str(audio), "--families", *fams],
+                                     check=True, capture_output=True, text=True).stdout
+                r = json.loads(out.strip().splitlines()[-1])
+                print(f"{minutes:g}-minute recording, {r['segments']} segments, "
+                      f"{', '.join(r['models'])}: {r['seconds']:.1f} s, "
+                      f"{minutes * 60 / r['seconds']:.0f}x real time (target: 50x), peak RSS "
+                      f"{r['rss_mb']:.0f} MB (models loaded in {r['load_s']:.1f} s)", flush=True)
 
 
 if __name__ == "__main__":

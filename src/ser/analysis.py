@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 
 from ser import modelfile, registry
-from ser.audio import SILENCE, at_rate, decode
+from ser.audio import SILENCE, Resampler, at_rate, blocks, decode, info
 from ser.errors import SerError
 from ser.features import egemaps, stats
-from ser.features.logmel import recording_windows, segment_bounds
+from ser.features.logmel import fit_window, logmel_windows, recording_windows, segment_bounds
 from ser.params import FeaturesLogmel, Params, PredictParams
 from ser.registry import Family
 
@@ -189,11 +189,21 @@ def _entry(classes: list[str], proba: np.ndarray) -> dict:
             "probs": {c: float(v) for c, v in zip(classes, shown)}}
 
 
+BLOCK_S = 30.0  # a long recording is read this many seconds at a time
+BATCH = 8       # segments of a long recording through the models at a time (memory: bench_predict)
+
+
 def analyse(path: Path, ens: list[Ensemble], pp: PredictParams, grid: FeaturesLogmel,
-            folds: bool = False) -> dict:
-    """One recording file: see analyse_audio."""
+            folds: bool = False, timeline: bool = True, name: str | None = None) -> dict:
+    """One recording file (reported as `name`, default its path): see analyse_audio. One longer
+    than pp.whole_max_s is read in blocks, twice (analyse_long), never whole."""
+    name = str(path) if name is None else name
+    frames, sr = info(path)
+    if frames == 0 or frames / sr > pp.whole_max_s:  # 0: a header without a length (MP3)
+        return analyse_long(lambda: blocks(path, round(BLOCK_S * sr)), sr, name, ens, pp, grid,
+                            folds, silent_file=path)
     y, sr = decode(path)
-    return analyse_audio(y, sr, path, ens, pp, grid, folds)
+    return analyse_audio(y, sr, name, ens, pp, grid, folds, timeline)
 
 
 def cnn_input(y_cnn: np.ndarray, pp: PredictParams, grid: FeaturesLogmel) -> tuple[np.ndarray, bool]:
@@ -206,91 +216,289 @@ def cnn_input(y_cnn: np.ndarray, pp: PredictParams, grid: FeaturesLogmel) -> tup
     return np.resize(y_cnn, grid.n_samples), True
 
 
-def table_rows(y: np.ndarray, sr: int, e: Ensemble, segments: list[dict],
-               resampled: dict[int, np.ndarray] | None = None) -> np.ndarray:
-    """A table family's feature rows: the whole recording, then each segment (as recorded).
-    `resampled` keeps the recording at each rate for the next family that reads it."""
+def _table_x(e: Ensemble, rows: list[np.ndarray]) -> np.ndarray:
+    """A table family's feature rows, in its models' column order."""
     mod = TABLES[e.family.features]
     fp = mod.PARAMS.from_saved(e.features)
+    return pd.DataFrame(np.vstack(rows), columns=mod.columns(fp))[e.columns].to_numpy()
+
+
+def _table_row(e: Ensemble, y: np.ndarray) -> np.ndarray:
+    mod = TABLES[e.family.features]
+    fp = mod.PARAMS.from_saved(e.features)
+    return mod.from_samples(y, fp.sample_rate, fp)
+
+
+def table_rows(y: np.ndarray, sr: int, e: Ensemble, segments: list[dict],
+               resampled: dict[int, np.ndarray] | None = None, whole: bool = True) -> np.ndarray:
+    """A table family's feature rows: the whole recording (unless not `whole`), then each segment
+    (as recorded). `resampled` keeps the recording at each rate for the next family."""
+    rate = e.features["sample_rate"]
     resampled = {} if resampled is None else resampled
-    if fp.sample_rate not in resampled:
-        resampled[fp.sample_rate] = at_rate(y, sr, fp.sample_rate)
-    ys = resampled[fp.sample_rate]
-    rows = [mod.from_samples(ys, fp.sample_rate, fp)]
-    for seg in segments:
-        a, b = round(seg["start_s"] * fp.sample_rate), round(seg["end_s"] * fp.sample_rate)
-        rows.append(mod.from_samples(ys[a:b], fp.sample_rate, fp))
-    x = pd.DataFrame(np.vstack(rows), columns=mod.columns(fp))[e.columns]
-    return x.to_numpy()
+    if rate not in resampled:
+        resampled[rate] = at_rate(y, sr, rate)
+    ys = resampled[rate]
+    rows = [_table_row(e, ys)] if whole else []
+    rows += [_table_row(e, ys[round(seg["start_s"] * rate):round(seg["end_s"] * rate)])
+             for seg in segments]
+    return _table_x(e, rows)
+
+
+def _checked(e: Ensemble, x: np.ndarray, path) -> np.ndarray:
+    """(folds, rows, classes) of a table family's rows, which must be finite."""
+    if not np.isfinite(x).all():
+        raise SerError(f"{path}: its {e.family.label} features are not finite (silent or damaged "
+                       "audio?)")
+    return e.fold_probas(x)
+
+
+_POOL: list = []
+
+
+def _beside(job, *others):
+    """Run `job` here and the `others` in one helper thread meanwhile (openSMILE and NumPy let go
+    of the interpreter while they compute, so the table families overlap the CNN-LSTM on a
+    second core); their results in order, the first error raised."""
+    if not others:
+        return [job()]
+    if not _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+        _POOL.append(ThreadPoolExecutor(1, thread_name_prefix="ser-tables"))
+    fut = _POOL[0].submit(lambda: [f() for f in others])
+    try:
+        first = job()
+    finally:
+        rest = fut.result()
+    return [first, *rest]
+
+
+def _warnings(sr: int, ens: list[Ensemble], grid: FeaturesLogmel) -> list[str]:
+    out = []
+    if any(e.family.features == "logmel" for e in ens) and sr / 2 < grid.fmax:
+        out.append(f"sampled at {sr} Hz: nothing above {sr / 2:g} Hz, while the CNN-LSTM's bands "
+                   f"reach {grid.fmax:g} Hz; its answers are unreliable")
+    for e in ens:
+        rate_needed = e.features.get("sample_rate")
+        if e.family.features != "logmel" and sr < rate_needed:
+            out.append(f"sampled at {sr} Hz, below the {rate_needed} Hz audio the {e.family.label}'s "
+                       f"features are taken from: its answers are unreliable (on RAVDESS clips "
+                       f"sampled at 8 kHz the reference SVM is at chance: benchmarks/bench_bandwidth.py)")
+    return out
+
+
+def _segment(offset: float, rate: int, s: int, e: int, min_len: int, silent: bool) -> dict:
+    return {"start_s": round(offset + s / rate, 3), "end_s": round(offset + e / rate, 3),
+            "short": bool(e - s < min_len), "silent": bool(silent)}
+
+
+def _finish(out: dict, ens: list[Ensemble], per_fold: dict[str, np.ndarray],
+            whole: dict[str, np.ndarray], whole_ens: dict[str, np.ndarray], folds: bool) -> dict:
+    """Fill the answers: per family its (folds, heard segments, classes) probabilities, its
+    (folds, classes) whole-recording ones and the ensemble's (classes); silent segments get no
+    emotion."""
+    heard = [seg for seg in out["segments"] if not seg["silent"]]
+    for e in ens:
+        out["whole"][e.name] = _entry(e.classes, whole_ens[e.name])
+        if folds:
+            out.setdefault("fold_whole", {})[e.name] = np.round(whole[e.name], 6).tolist()
+        for seg in out["segments"]:
+            seg[e.name] = None
+        if e.name in per_fold:
+            for seg, pr in zip(heard, per_fold[e.name].mean(axis=0)):
+                seg[e.name] = _entry(e.classes, pr)
+    return out
 
 
 def analyse_audio(y: np.ndarray, sr: int, path: Path | str, ens: list[Ensemble],
-                  pp: PredictParams, grid: FeaturesLogmel, folds: bool = False) -> dict:
+                  pp: PredictParams, grid: FeaturesLogmel, folds: bool = False,
+                  timeline: bool = True) -> dict:
     """One recording (mono samples at `sr`): the timeline of segments and the whole, for every
     family. The segments are the CNN-LSTM's windows (`grid`: its feature params), whichever
     families run. The CNN-LSTM reads a very short recording as `cnn_input` says; times are
     reported as recorded. With `folds`, also each fold model's whole-recording probabilities
-    (`fold_whole`: family -> (folds, classes)), which the ensemble's answer averages."""
+    (`fold_whole`: family -> (folds, classes)), which the ensemble's answer averages. Without
+    `timeline`, the table families answer for the whole recording only (what the corpus stage
+    scores). A recording longer than pp.whole_max_s goes to analyse_long."""
+    if len(y) / sr > pp.whole_max_s:
+        n = round(BLOCK_S * sr)
+        return analyse_long(lambda: (y[i:i + n] for i in range(0, len(y), n)), sr, str(path),
+                            ens, pp, grid, folds)
     duration = len(y) / sr
     out: dict = {"file": str(path), "duration_s": round(duration, 3), "sample_rate": sr,
-                 "warnings": [], "whole": {}, "segments": []}
-    cnn = next((e for e in ens if e.family.features == "logmel"), None)
+                 "warnings": _warnings(sr, ens, grid), "whole": {}, "segments": []}
     rate, offset = grid.sample_rate, grid.offset_s
     y_cnn = at_rate(y, sr, rate, offset)
     if len(y_cnn) == 0:
         raise SerError(f"{path}: no audio after the first {offset:g} s, which the models skip")
     n_real = len(y_cnn)
     hop = max(1, round(pp.hop_s * rate))
-    looped = False
     min_len = round(pp.reliable_min_s * rate)
-    for s, e in segment_bounds(n_real, grid, hop):
-        out["segments"].append({"start_s": round(offset + s / rate, 3), "end_s": round(offset + e / rate, 3),
-                                "short": bool(e - s < min_len),
-                                "silent": bool(np.abs(y_cnn[s:e]).max() < SILENCE)})
+    out["segments"] = [_segment(offset, rate, s, e, min_len, np.abs(y_cnn[s:e]).max() < SILENCE)
+                       for s, e in segment_bounds(n_real, grid, hop)]
     if all(seg["silent"] for seg in out["segments"]):
         raise SerError(f"{path}: silent after the first {offset:g} s (peak below -60 dBFS), which "
                        "the models skip: nothing to recognise")
     heard = [i for i, seg in enumerate(out["segments"]) if not seg["silent"]]
+    looped = False
     resampled: dict[int, np.ndarray] = {}  # the recording at each table family's rate, once
-    if cnn is not None and sr / 2 < grid.fmax:
-        out["warnings"].append(
-            f"sampled at {sr} Hz: nothing above {sr / 2:g} Hz, while the CNN-LSTM's bands reach "
-            f"{grid.fmax:g} Hz; its answers are unreliable")
-    for e in ens:
-        if e.family.features == "logmel":
+    per_fold, whole, whole_ens = {}, {}, {}
+
+    def cnn_job():
+        nonlocal looped
+        for e in (e for e in ens if e.family.features == "logmel"):
             y_in, looped = cnn_input(y_cnn, pp, grid)
             segs = recording_windows(y_in, grid, hop)  # a looped recording: one full window
-            per_fold = e.fold_probas(np.stack([w for _, _, w in segs]))
-            proba = per_fold.mean(axis=0)
-            rows = heard if len(proba) == len(out["segments"]) else slice(None)  # looped: one
-            whole, per_fold_whole = proba[rows].mean(axis=0), per_fold[:, rows].mean(axis=1)
-        else:
-            rate_needed = e.features["sample_rate"]
-            if sr < rate_needed:
-                out["warnings"].append(
-                    f"sampled at {sr} Hz, below the {rate_needed} Hz audio the {e.family.label}'s "
-                    f"features are taken from: its answers are unreliable (on RAVDESS clips "
-                    f"sampled at 8 kHz the reference SVM is at chance: benchmarks/bench_bandwidth.py)")
-            x = table_rows(y, sr, e, out["segments"], resampled)
-            if not np.isfinite(x).all():
-                raise SerError(f"{path}: its {e.family.label} features are not finite (silent or "
-                               "damaged audio?)")
-            per_fold = e.fold_probas(x)
-            per_fold_whole = per_fold[:, 0]
-            p_all = per_fold.mean(axis=0)
-            whole, proba = p_all[0], p_all[1:]
-        out["whole"][e.name] = _entry(e.classes, whole)
-        if folds:
-            out.setdefault("fold_whole", {})[e.name] = np.round(per_fold_whole, 6).tolist()
-        for seg, pr in zip(out["segments"], proba):  # a silent segment gets no emotion
-            seg[e.name] = None if seg["silent"] else _entry(e.classes, pr)
+            p = e.fold_probas(np.stack([w for _, _, w in segs]))
+            p = p[:, heard] if p.shape[1] == len(out["segments"]) else p  # looped: one
+            per_fold[e.name], whole[e.name] = p, p.mean(axis=1)
+            whole_ens[e.name] = p.mean(axis=0).mean(axis=0)  # the mean of the segments' answers
+
+    def tables_job(e):
+        def job():
+            p = _checked(e, table_rows(y, sr, e, out["segments"] if timeline else [], resampled),
+                         path)
+            whole[e.name], whole_ens[e.name] = p[:, 0], p.mean(axis=0)[0]
+            if timeline:
+                per_fold[e.name] = p[:, 1:][:, heard]
+        return job
+
+    _beside(cnn_job, *(tables_job(e) for e in ens if e.family.features != "logmel"))
+    _finish(out, ens, per_fold, whole, whole_ens, folds)
     if all(seg["short"] for seg in out["segments"]):
         fill = "looped" if looped else "zero-padded"
         out["warnings"].append(
             f"{n_real / rate:.2f} s of audio after the first {offset:g} s, less than any training "
             f"clip ({pp.reliable_min_s:g} s): every answer is unreliable"
             + (f"; the CNN-LSTM read it {fill} to its {grid.n_samples / rate:.2f} s window"
-               if cnn is not None else ""))
+               if any(e.family.features == "logmel" for e in ens) else ""))
+    return out
+
+
+class _Buffer:
+    """A stream's samples from `base` on: appended as they come, dropped once no segment needs them."""
+
+    def __init__(self):
+        self.data, self.base = np.zeros(0, np.float32), 0
+
+    @property
+    def end(self) -> int:
+        return self.base + len(self.data)
+
+    def add(self, x: np.ndarray) -> None:
+        self.data = np.concatenate([self.data, x]) if len(self.data) else x
+
+    def get(self, a: int, b: int) -> np.ndarray:
+        return self.data[a - self.base:b - self.base]
+
+    def drop(self, before: int) -> None:
+        if before > self.base:
+            self.data, self.base = self.data[before - self.base:], before
+
+
+def _with_last(it):
+    """(item, is_last) pairs."""
+    it = iter(it)
+    try:
+        prev = next(it)
+    except StopIteration:
+        return
+    for x in it:
+        yield prev, False
+        prev = x
+    yield prev, True
+
+
+def analyse_long(read, sr: int, name: str, ens: list[Ensemble], pp: PredictParams,
+                 grid: FeaturesLogmel, folds: bool = False, silent_file=None) -> dict:
+    """A recording longer than pp.whole_max_s, as `read()` gives it (mono blocks at `sr`), in
+    memory independent of its length: one pass for its length and the CNN-LSTM's z-score
+    (mean and variance accumulated in float64), one for the segments, BATCH at a time. The
+    resampling is the whole recording's bit for bit (Resampler); the features of a segment are
+    those of its samples, as analyse_audio's. Every family's whole answer is the mean of its
+    heard segments': no SVM was trained on minutes of speech in one feature vector."""
+    rate, offset = grid.sample_rate, grid.offset_s
+    skip = int(offset * sr)
+    # pass 1: length, peak, and the mean and variance of what the CNN-LSTM reads (Chan et al.)
+    n_in, peak, cnt, mean, m2 = 0, 0.0, 0, 0.0, 0.0
+    rs = Resampler(sr, rate, skip)
+    for b, last in _with_last(read()):
+        n_in += len(b)
+        peak = max(peak, float(np.abs(b).max()) if len(b) else 0.0)
+        z = rs.feed(b, last).astype(np.float64)
+        if len(z):
+            m, v, k = z.mean(), ((z - z.mean()) ** 2).sum(), len(z)
+            d = m - mean
+            mean, m2, cnt = mean + d * k / (cnt + k), m2 + v + d * d * cnt * k / (cnt + k), cnt + k
+    if n_in / sr <= pp.whole_max_s:  # a header without a length, and a short recording after all
+        y = np.concatenate(list(read()))
+        return analyse_audio(y, sr, name, ens, pp, grid, folds)
+    if silent_file is not None and peak < SILENCE:
+        raise SerError(f"{silent_file}: silent (peak below -60 dBFS once downmixed to mono): "
+                       "nothing to recognise")
+    std = np.sqrt(m2 / cnt) if cnt else 0.0
+    std = std if std > 0 else 1.0
+    hop = max(1, round(pp.hop_s * rate))
+    min_len = round(pp.reliable_min_s * rate)
+    bounds = segment_bounds(cnt, grid, hop)
+    out: dict = {"file": name, "duration_s": round(n_in / sr, 3), "sample_rate": sr,
+                 "warnings": _warnings(sr, ens, grid), "whole": {}, "segments": []}
+    segs = [_segment(offset, rate, s, e, min_len, False) for s, e in bounds]
+    out["segments"] = segs
+    cnns = [e for e in ens if e.family.features == "logmel"]
+    tables = [e for e in ens if e.family.features != "logmel"]
+    rates = sorted({e.features["sample_rate"] for e in tables})
+    spans = {r: [(round(g["start_s"] * r), round(g["end_s"] * r)) for g in segs] for r in rates}
+    streams = {"cnn": Resampler(sr, rate, skip), **{r: Resampler(sr, r, 0) for r in rates}}
+    bufs = {k: _Buffer() for k in streams}
+    parts: dict[str, list[np.ndarray]] = {e.name: [] for e in ens}
+    done = 0
+
+    def run(batch: list[int]) -> None:
+        heard = []
+        for i in batch:
+            s, e = bounds[i]
+            segs[i]["silent"] = bool(np.abs(bufs["cnn"].get(s, e)).max() < SILENCE)
+            if not segs[i]["silent"]:
+                heard.append(i)
+        if not heard:
+            return
+
+        def cnn_job():
+            if cnns:
+                x = np.stack([logmel_windows(fit_window(
+                    (bufs["cnn"].get(*bounds[i]).astype(np.float64) - mean) / std, grid),
+                    grid).astype(grid.dtype) for i in heard])
+                for e in cnns:
+                    parts[e.name].append(e.fold_probas(x))
+
+        def table_job(e):
+            r = e.features["sample_rate"]
+            return lambda: parts[e.name].append(_checked(e, _table_x(e, [
+                _table_row(e, bufs[r].get(*spans[r][i])) for i in heard]), name))
+        _beside(cnn_job, *(table_job(e) for e in tables))
+
+    for b, last in _with_last(read()):
+        for k, st in streams.items():
+            bufs[k].add(st.feed(b, last))
+        ready = done
+        while ready < len(segs) and bounds[ready][1] <= bufs["cnn"].end and all(
+                spans[r][ready][1] <= bufs[r].end for r in rates):
+            ready += 1
+        if last:
+            ready = len(segs)
+        for i in range(done, ready, BATCH):
+            run(list(range(i, min(i + BATCH, ready))))
+        done = ready
+        if done < len(segs):
+            bufs["cnn"].drop(bounds[done][0])
+            for r in rates:
+                bufs[r].drop(spans[r][done][0])
+    if all(g["silent"] for g in segs):
+        raise SerError(f"{name}: silent after the first {offset:g} s (peak below -60 dBFS), which "
+                       "the models skip: nothing to recognise")
+    per_fold = {k: np.concatenate(v, axis=1) for k, v in parts.items()}
+    _finish(out, ens, per_fold, {k: v.mean(axis=1) for k, v in per_fold.items()},
+            {k: v.mean(axis=0).mean(axis=0) for k, v in per_fold.items()}, folds)
     return out
 
 

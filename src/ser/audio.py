@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import librosa
@@ -86,3 +87,82 @@ def probe(path: str | Path) -> tuple[float, int]:
     """Decode the whole file once (so a truncated one fails here) and return (seconds, rate)."""
     y, sr = _read(path)
     return y.shape[0] / sr, sr
+
+
+def info(path: str | Path) -> tuple[int, int]:
+    """(frames the header declares, rate) without decoding; frames is 0 when the header gives
+    none (some MP3s)."""
+    _exists(path)
+    try:
+        with open(path, "rb") as fh, sf.SoundFile(fh) as f:
+            frames = f.frames if 0 < f.frames < 2**62 else 0
+            return frames, int(f.samplerate)
+    except (sf.LibsndfileError, RuntimeError, EOFError, ValueError) as err:
+        raise SerError(f"{path}: cannot decode audio ({str(err).splitlines()[0]})") from None
+    except OSError as err:
+        raise SerError(f"{path}: cannot read ({err.strerror or err})") from None
+
+
+def _mono(block: np.ndarray) -> np.ndarray:
+    """(frames, channels) -> mono, as decode downmixes (per sample, so blockwise is the same)."""
+    return block[:, 0] if block.shape[1] == 1 else librosa.to_mono(block.T)
+
+
+def blocks(path: str | Path, frames: int) -> Iterator[np.ndarray]:
+    """The file as mono float32 blocks of `frames` samples (the last shorter), read in bounded
+    memory, with decode's checks: decodable, finite, not truncated (the error comes when the
+    cut is reached). Concatenated, the blocks are exactly decode's samples."""
+    _exists(path)
+    n = 0
+    try:
+        with open(path, "rb") as fh, sf.SoundFile(fh) as f:
+            declared, header = f.frames, f.extra_info
+            short = _SHORT_DATA.search(header)
+            if short:
+                raise SerError(f"{path}: truncated ({short.group(2)} of the {short.group(1)} bytes "
+                               "of audio its header declares)")
+            for b in f.blocks(blocksize=frames, dtype="float32", always_2d=True):
+                if not np.isfinite(b).all():
+                    raise SerError(f"{path}: no usable samples (empty, truncated or corrupt)")
+                n += b.shape[0]
+                yield _mono(b)
+    except (sf.LibsndfileError, RuntimeError, EOFError, ValueError) as err:
+        raise SerError(f"{path}: cannot decode audio ({str(err).splitlines()[0]})") from None
+    except OSError as err:
+        raise SerError(f"{path}: cannot read ({err.strerror or err})") from None
+    if n == 0:
+        raise SerError(f"{path}: no usable samples (empty, truncated or corrupt)")
+    if 0 < declared < 2**62 and n < declared:
+        raise SerError(f"{path}: truncated ({n} of {declared} samples decode)")
+
+
+class Resampler:
+    """`at_rate` in a stream: feed the signal's blocks at `sr` in order (the last with
+    last=True), get blocks at `target` that, concatenated, are exactly at_rate(signal, sr,
+    target) of the samples after the first `skip` (libsoxr's stream gives its one-shot result bit
+    for bit; the length is librosa's, ceil(n * target / sr), cut or zero-padded at the end)."""
+
+    def __init__(self, sr: int, target: int, skip: int = 0):
+        import soxr
+        self.stream = None if sr == target else soxr.ResampleStream(sr, target, 1, dtype="float32",
+                                                                    quality="HQ")
+        self.ratio = float(target) / sr
+        self.skip = skip   # input samples still to drop
+        self.n_in = 0      # input samples fed after the skipped ones
+        self.done = 0      # output samples given so far
+
+    def feed(self, y: np.ndarray, last: bool = False) -> np.ndarray:
+        if self.skip:
+            cut = min(self.skip, len(y))
+            y, self.skip = y[cut:], self.skip - cut
+        self.n_in += len(y)
+        out = y if self.stream is None else self.stream.resample_chunk(y, last=last)
+        if last and self.stream is not None:
+            n_out = int(np.ceil(self.n_in * self.ratio))
+            have = self.done + len(out)
+            if have > n_out:
+                out = out[:len(out) - (have - n_out)]
+            elif have < n_out:
+                out = np.concatenate([out, np.zeros(n_out - have, np.float32)])
+        self.done += len(out)
+        return out

@@ -219,6 +219,9 @@ class PredictParams(_Section):
     # the CNN-LSTM reads a recording with less audio than this looped to fill its window, not
     # zero-padded (0: never)
     loop_below_s: Annotated[float, Field(ge=0)]
+    # a recording up to this long is read whole; a longer one in a stream of segments, in memory
+    # independent of its length, its whole answer the mean of its segments' for every family
+    whole_max_s: Annotated[float, Field(ge=5, le=3600, allow_inf_nan=False)]
 
 
 FamilyName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]

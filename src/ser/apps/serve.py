@@ -25,6 +25,8 @@ models (a lock), so concurrent requests cannot disturb each other.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import logging
 import tempfile
@@ -36,6 +38,7 @@ import numpy as np
 
 from ser import analysis
 from ser.apps import predict
+from ser.audio import decode, info
 from ser.errors import SerError
 from ser.params import PARAMS_FILE, Params, load_params
 
@@ -59,33 +62,41 @@ class Service:
     params: Params
     lock: threading.Lock
 
-    @property
+    @functools.cached_property
     def grid(self):
         return analysis.window_grid(self.ens, self.params)
 
     def analyse_file(self, path: Path, name: str) -> dict:
-        """`ser predict --json`'s object for one file, named as uploaded."""
-        y, sr = _decode(path)
-        return self.analyse(y, sr, name)
+        """`ser predict --json`'s object for one file (the same call), named as uploaded."""
+        with _named(path, name):
+            frames, sr = info(path)
+            if frames == 0:  # a header without a length (some MP3s): decode to count
+                frames = len(decode(path)[0])
+            self._check_length(frames / sr, name)
+            with self.lock:
+                result = analysis.analyse(path, self.ens, self.params.predict, self.grid, name=name)
+        return predict.as_json([result], self.ens)
+
+    def _check_length(self, seconds: float, name: str) -> None:
+        if seconds > self.params.serve.max_seconds:
+            raise HTTPFault(413, f"{name}: {seconds:.0f} s of audio, over serve.max_seconds "
+                                 f"({self.params.serve.max_seconds:g} s)")
 
     def analyse(self, y: np.ndarray, sr: int, name: str) -> dict:
-        if len(y) / sr > self.params.serve.max_seconds:
-            raise HTTPFault(413, f"{name}: {len(y) / sr:.0f} s of audio, over serve.max_seconds "
-                                 f"({self.params.serve.max_seconds:g} s)")
-        with self.lock:
-            try:
-                result = analysis.analyse_audio(y, sr, name, self.ens, self.params.predict, self.grid)
-            except SerError as err:
-                raise HTTPFault(422, str(err)) from None
+        self._check_length(len(y) / sr, name)
+        with self.lock, _named(None, name):
+            result = analysis.analyse_audio(y, sr, name, self.ens, self.params.predict, self.grid)
         return predict.as_json([result], self.ens)
 
 
-def _decode(path: Path) -> tuple[np.ndarray, int]:
-    from ser.audio import decode
+@contextlib.contextmanager
+def _named(path: Path | None, name: str):
+    """A SerError as an HTTP error naming the upload (never the spooled file's path): 415 when
+    the file is no audio at all, else 422."""
     try:
-        return decode(path)
+        yield
     except SerError as err:
-        msg = str(err).replace(str(path), "upload")
+        msg = str(err) if path is None else str(err).replace(str(path), name)
         raise HTTPFault(415 if "cannot decode" in msg else 422, msg) from None
 
 

@@ -8,7 +8,7 @@ openSMILE is free for research and education, not for commercial use (its licenc
 
 from __future__ import annotations
 
-import functools
+import threading
 
 import numpy as np
 
@@ -18,11 +18,16 @@ FAMILY = "egemaps"
 PARAMS = FeaturesEgemaps  # its params section: features_egemaps
 
 
-@functools.lru_cache(maxsize=4)
+_LOCAL = threading.local()  # an extractor runs one signal at a time: one per thread
+
+
 def _smile(feature_set: str, level: str):
-    import opensmile
-    return opensmile.Smile(feature_set=opensmile.FeatureSet[feature_set],
-                           feature_level=opensmile.FeatureLevel[level])
+    cache = _LOCAL.__dict__.setdefault("smiles", {})
+    if (feature_set, level) not in cache:
+        import opensmile
+        cache[feature_set, level] = opensmile.Smile(feature_set=opensmile.FeatureSet[feature_set],
+                                                    feature_level=opensmile.FeatureLevel[level])
+    return cache[feature_set, level]
 
 
 def columns(p: FeaturesEgemaps) -> list[str]:

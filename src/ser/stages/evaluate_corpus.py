@@ -59,7 +59,8 @@ def evaluate(ens: list, params, grid, corpus: Path, clips: pd.DataFrame, name: s
     rows = []
     for _, clip in tqdm(clips.iterrows(), total=len(clips), desc=f"evaluate {name}", unit="clip",
                         disable=not progress):
-        r = analysis.analyse(corpus / clip["path"], ens, params.predict, grid, folds=True)
+        r = analysis.analyse(corpus / clip["path"], ens, params.predict, grid, folds=True,
+                             timeline=False)  # scored: the whole clip's answers
         rows += clip_rows(clip, r, ens)
     return rows
 
