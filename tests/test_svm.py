@@ -23,6 +23,20 @@ def test_pipeline_steps_and_grid_from_params():
     assert proba.shape == (120, 3) and np.allclose(proba.sum(axis=1), 1)
 
 
+@pytest.mark.parametrize("pca", [5, 0])
+def test_the_fast_probabilities_are_scikit_learns_bit_for_bit(pca):
+    """svm_pipeline.fast_proba skips scikit-learn's input checks, not one of its operations."""
+    p = section("train_svm", C=[1, 3], gamma=[0.01, 0.05], cv_folds=3, pca_components=pca, n_jobs=1)
+    X, y = make_classification(n_samples=140, n_features=30, n_informative=8, n_classes=7,
+                               n_clusters_per_class=1, random_state=2)
+    model, _ = svm.fit(X, y, p)
+    fast = svm.fast_proba(model)
+    assert fast is not model.predict_proba  # the fast path, not the fallback
+    rng = np.random.default_rng(0)
+    for x in (X[:1], X, rng.normal(size=(9, 30)) * 3, X[:5][:, ::-1].copy()):
+        assert np.array_equal(fast(x), model.predict_proba(x))
+
+
 def test_pca_is_capped_at_what_selection_leaves():
     p = section("train_svm", C=[1], gamma=[0.01], cv_folds=2, pca_components=140, p_value=0.01, n_jobs=1)
     X, y = make_classification(n_samples=80, n_features=20, n_informative=5, random_state=1)
