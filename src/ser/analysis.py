@@ -75,8 +75,12 @@ def _check_features(path: Path, saved: dict | None, current: dict, section: str)
     if saved is None:
         raise SerError(f"{path}: holds no feature params (made by an older version): rerun "
                        f"`{PRODUCER}`")
+    missing = [k for k in current if k not in saved]
+    if missing:
+        raise SerError(f"{path}: holds no {section}.{missing[0]} (made by an older version): rerun "
+                       f"`{PRODUCER}`")
     for k, v in current.items():
-        if k in saved and saved[k] != v:
+        if saved[k] != v:
             raise SerError(f"{path}: trained on {section}.{k} = {saved[k]!r}, but params.yaml now "
                            f"says {v!r}; its features would not match: rerun `{PRODUCER}` first")
     return saved

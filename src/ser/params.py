@@ -115,6 +115,10 @@ class _FeatureSection(_Section):
         return cls(**saved, n_jobs=1)
 
 
+Level = Annotated[float, Field(ge=-80, le=0, allow_inf_nan=False)] | None  # dBFS
+Floor = Annotated[float, Field(ge=10, le=120, allow_inf_nan=False)] | None  # dB below the level
+
+
 class FeaturesStats(_FeatureSection):
     sample_rate: Annotated[int, Field(ge=8000)]
     frame_s: Annotated[float, Field(gt=0, le=0.2)]
@@ -123,6 +127,8 @@ class FeaturesStats(_FeatureSection):
     n_mels: Annotated[int, Field(ge=8)]  # mel bands the MFCCs are taken from
     rolloff: Prob
     entropy_blocks: Annotated[int, Field(ge=2)]
+    level_dbfs: Level    # the recording scaled to this level first (ser.features.level; null: as is)
+    floor_db: Floor      # white noise this far below that level added (null: none)
     n_jobs: Jobs
 
 
@@ -162,6 +168,8 @@ class FeaturesLogmel(_FeatureSection):
 class FeaturesEgemaps(_FeatureSection):
     sample_rate: Annotated[int, Field(ge=8000)]
     feature_set: Literal["eGeMAPSv02"]  # openSMILE's name; 88 functionals per recording
+    level_dbfs: Level
+    floor_db: Floor
     n_jobs: Jobs
 
 
