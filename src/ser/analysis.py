@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ser import modelfile, registry
-from ser.audio import SILENCE, Resampler, at_rate, blocks, decode, info
+from ser.audio import SILENCE, Resampler, at_rate, blocks, decode, info, silent_error
 from ser.errors import SerError
 from ser.features import egemaps, stats
 from ser.features.logmel import fit_window, logmel_windows, recording_windows, segment_bounds
@@ -220,32 +220,26 @@ def cnn_input(y_cnn: np.ndarray, pp: PredictParams, grid: FeaturesLogmel) -> tup
     return np.resize(y_cnn, grid.n_samples), True
 
 
-def _table_x(e: Ensemble, rows: list[np.ndarray]) -> np.ndarray:
-    """A table family's feature rows, in its models' column order."""
+def _table_x(e: Ensemble, pieces: list[np.ndarray]) -> np.ndarray:
+    """A table family's feature rows of some pieces of audio (at its rate), in its models'
+    column order."""
     mod = TABLES[e.family.features]
     fp = mod.PARAMS.from_saved(e.features)
+    rows = [mod.from_samples(y, fp.sample_rate, fp) for y in pieces]
     return pd.DataFrame(np.vstack(rows), columns=mod.columns(fp))[e.columns].to_numpy()
 
 
-def _table_row(e: Ensemble, y: np.ndarray) -> np.ndarray:
-    mod = TABLES[e.family.features]
-    fp = mod.PARAMS.from_saved(e.features)
-    return mod.from_samples(y, fp.sample_rate, fp)
-
-
 def table_rows(y: np.ndarray, sr: int, e: Ensemble, segments: list[dict],
-               resampled: dict[int, np.ndarray] | None = None, whole: bool = True) -> np.ndarray:
-    """A table family's feature rows: the whole recording (unless not `whole`), then each segment
-    (as recorded). `resampled` keeps the recording at each rate for the next family."""
+               resampled: dict[int, np.ndarray] | None = None) -> np.ndarray:
+    """A table family's feature rows: the whole recording, then each segment (as recorded).
+    `resampled` keeps the recording at each rate for the next family."""
     rate = e.features["sample_rate"]
     resampled = {} if resampled is None else resampled
     if rate not in resampled:
         resampled[rate] = at_rate(y, sr, rate)
     ys = resampled[rate]
-    rows = [_table_row(e, ys)] if whole else []
-    rows += [_table_row(e, ys[round(seg["start_s"] * rate):round(seg["end_s"] * rate)])
-             for seg in segments]
-    return _table_x(e, rows)
+    return _table_x(e, [ys] + [ys[round(seg["start_s"] * rate):round(seg["end_s"] * rate)]
+                               for seg in segments])
 
 
 def _checked(e: Ensemble, x: np.ndarray, path) -> np.ndarray:
@@ -259,21 +253,20 @@ def _checked(e: Ensemble, x: np.ndarray, path) -> np.ndarray:
 _POOL: list = []
 
 
-def _beside(job, *others):
+def _beside(job, *others) -> None:
     """Run `job` here and the `others` in one helper thread meanwhile (openSMILE and NumPy let go
     of the interpreter while they compute, so the table families overlap the CNN-LSTM on a
-    second core); their results in order, the first error raised."""
+    second core); both finish before it returns, and an error of either is raised."""
     if not others:
-        return [job()]
+        return job()
     if not _POOL:
         from concurrent.futures import ThreadPoolExecutor
         _POOL.append(ThreadPoolExecutor(1, thread_name_prefix="ser-tables"))
     fut = _POOL[0].submit(lambda: [f() for f in others])
     try:
-        first = job()
+        job()
     finally:
-        rest = fut.result()
-    return [first, *rest]
+        fut.result()
 
 
 def _warnings(sr: int, ens: list[Ensemble], grid: FeaturesLogmel) -> list[str]:
@@ -293,6 +286,12 @@ def _warnings(sr: int, ens: list[Ensemble], grid: FeaturesLogmel) -> list[str]:
 def _segment(offset: float, rate: int, s: int, e: int, min_len: int, silent: bool) -> dict:
     return {"start_s": round(offset + s / rate, 3), "end_s": round(offset + e / rate, 3),
             "short": bool(e - s < min_len), "silent": bool(silent)}
+
+
+def _check_heard(path, segments: list[dict], offset: float) -> None:
+    if all(seg["silent"] for seg in segments):
+        raise SerError(f"{path}: silent after the first {offset:g} s (peak below -60 dBFS), which "
+                       "the models skip: nothing to recognise")
 
 
 def _finish(out: dict, ens: list[Ensemble], per_fold: dict[str, np.ndarray],
@@ -339,9 +338,7 @@ def analyse_audio(y: np.ndarray, sr: int, path: Path | str, ens: list[Ensemble],
     min_len = round(pp.reliable_min_s * rate)
     out["segments"] = [_segment(offset, rate, s, e, min_len, np.abs(y_cnn[s:e]).max() < SILENCE)
                        for s, e in segment_bounds(n_real, grid, hop)]
-    if all(seg["silent"] for seg in out["segments"]):
-        raise SerError(f"{path}: silent after the first {offset:g} s (peak below -60 dBFS), which "
-                       "the models skip: nothing to recognise")
+    _check_heard(path, out["segments"], offset)
     heard = [i for i, seg in enumerate(out["segments"]) if not seg["silent"]]
     looped = False
     resampled: dict[int, np.ndarray] = {}  # the recording at each table family's rate, once
@@ -437,8 +434,7 @@ def analyse_long(read, sr: int, name: str, ens: list[Ensemble], pp: PredictParam
         y = np.concatenate(list(read()))
         return analyse_audio(y, sr, name, ens, pp, grid, folds)
     if silent_file is not None and peak < SILENCE:
-        raise SerError(f"{silent_file}: silent (peak below -60 dBFS once downmixed to mono): "
-                       "nothing to recognise")
+        raise silent_error(silent_file)
     std = np.sqrt(m2 / cnt) if cnt else 0.0
     std = std if std > 0 else 1.0
     hop = max(1, round(pp.hop_s * rate))
@@ -478,7 +474,7 @@ def analyse_long(read, sr: int, name: str, ens: list[Ensemble], pp: PredictParam
         def table_job(e):
             r = e.features["sample_rate"]
             return lambda: parts[e.name].append(_checked(e, _table_x(e, [
-                _table_row(e, bufs[r].get(*spans[r][i])) for i in heard]), name))
+                bufs[r].get(*spans[r][i]) for i in heard]), name))
         _beside(cnn_job, *(table_job(e) for e in tables))
 
     for b, last in _with_last(read()):
@@ -497,9 +493,7 @@ def analyse_long(read, sr: int, name: str, ens: list[Ensemble], pp: PredictParam
             bufs["cnn"].drop(bounds[done][0])
             for r in rates:
                 bufs[r].drop(spans[r][done][0])
-    if all(g["silent"] for g in segs):
-        raise SerError(f"{name}: silent after the first {offset:g} s (peak below -60 dBFS), which "
-                       "the models skip: nothing to recognise")
+    _check_heard(name, segs, offset)
     per_fold = {k: np.concatenate(v, axis=1) for k, v in parts.items()}
     _finish(out, ens, per_fold, {k: v.mean(axis=1) for k, v in per_fold.items()},
             {k: v.mean(axis=0).mean(axis=0) for k, v in per_fold.items()}, folds)

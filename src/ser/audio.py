@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import warnings
 from collections.abc import Iterator
@@ -36,31 +37,56 @@ def load(path: str | Path, sr: int | None, offset: float = 0.0) -> np.ndarray:
     except (sf.LibsndfileError, RuntimeError, EOFError, ValueError) as err:
         raise SerError(f"{path}: cannot decode audio ({str(err).splitlines()[0]})") from None
     if y.size == 0 or not np.isfinite(y).all():
-        raise SerError(f"{path}: no usable samples (empty, truncated or corrupt)")
+        raise _unusable(path)
     return y
 
 
-def _read(path: str | Path) -> tuple[np.ndarray, int]:
-    """The whole file, (frames, channels) float32, checked: decodable, not empty, not truncated."""
+@contextlib.contextmanager
+def _opened(path: str | Path) -> Iterator[sf.SoundFile]:
+    """The file open for reading (through a file object: names that are not valid UTF-8 open
+    too); libsndfile's and the system's errors as one line naming it."""
     _exists(path)
-    try:  # through a file object: names that are not valid UTF-8 open too
+    try:
         with open(path, "rb") as fh, sf.SoundFile(fh) as f:
-            declared, header = f.frames, f.extra_info
-            y = f.read(dtype="float32", always_2d=True)
-            sr = f.samplerate
+            yield f
     except (sf.LibsndfileError, RuntimeError, EOFError, ValueError) as err:
         raise SerError(f"{path}: cannot decode audio ({str(err).splitlines()[0]})") from None
     except OSError as err:
         raise SerError(f"{path}: cannot read ({err.strerror or err})") from None
-    if y.shape[0] == 0 or not np.isfinite(y).all():
-        raise SerError(f"{path}: no usable samples (empty, truncated or corrupt)")
-    if 0 < declared < 2**62 and y.shape[0] < declared:  # MP3s may declare no length
-        raise SerError(f"{path}: truncated ({y.shape[0]} of {declared} samples decode)")
+
+
+def _check_complete(path: str | Path, n: int, declared: int, header: str) -> None:
+    """Refuse a file of which nothing, or less than its header declares, decoded."""
+    if n == 0:
+        raise _unusable(path)
+    if 0 < declared < 2**62 and n < declared:  # MP3s may declare no length
+        raise SerError(f"{path}: truncated ({n} of {declared} samples decode)")
     # a cut WAV: libsndfile reads what is there, and its log says the data chunk is short
     short = _SHORT_DATA.search(header)
     if short:
         raise SerError(f"{path}: truncated ({short.group(2)} of the {short.group(1)} bytes of "
                        "audio its header declares)")
+
+
+def _unusable(path: str | Path) -> SerError:
+    return SerError(f"{path}: no usable samples (empty, truncated or corrupt)")
+
+
+def silent_error(path: str | Path) -> SerError:
+    """The error for a file that is silent once downmixed."""
+    return SerError(f"{path}: silent (peak below -60 dBFS once downmixed to mono): nothing to "
+                    "recognise")
+
+
+def _read(path: str | Path) -> tuple[np.ndarray, int]:
+    """The whole file, (frames, channels) float32, checked: decodable, not empty, not truncated."""
+    with _opened(path) as f:
+        declared, header = f.frames, f.extra_info
+        y = f.read(dtype="float32", always_2d=True)
+        sr = f.samplerate
+    if not np.isfinite(y).all():
+        raise _unusable(path)
+    _check_complete(path, y.shape[0], declared, header)
     return y, int(sr)
 
 
@@ -72,8 +98,7 @@ def decode(path: str | Path) -> tuple[np.ndarray, int]:
     y, sr = _read(path)
     y = y[:, 0] if y.shape[1] == 1 else librosa.to_mono(y.T)
     if np.abs(y).max() < SILENCE:
-        raise SerError(f"{path}: silent (peak below -60 dBFS once downmixed to mono): nothing to "
-                       "recognise")
+        raise silent_error(path)
     return y, sr
 
 
@@ -92,15 +117,8 @@ def probe(path: str | Path) -> tuple[float, int]:
 def info(path: str | Path) -> tuple[int, int]:
     """(frames the header declares, rate) without decoding; frames is 0 when the header gives
     none (some MP3s)."""
-    _exists(path)
-    try:
-        with open(path, "rb") as fh, sf.SoundFile(fh) as f:
-            frames = f.frames if 0 < f.frames < 2**62 else 0
-            return frames, int(f.samplerate)
-    except (sf.LibsndfileError, RuntimeError, EOFError, ValueError) as err:
-        raise SerError(f"{path}: cannot decode audio ({str(err).splitlines()[0]})") from None
-    except OSError as err:
-        raise SerError(f"{path}: cannot read ({err.strerror or err})") from None
+    with _opened(path) as f:
+        return (f.frames if 0 < f.frames < 2**62 else 0), int(f.samplerate)
 
 
 def _mono(block: np.ndarray) -> np.ndarray:
@@ -110,30 +128,17 @@ def _mono(block: np.ndarray) -> np.ndarray:
 
 def blocks(path: str | Path, frames: int) -> Iterator[np.ndarray]:
     """The file as mono float32 blocks of `frames` samples (the last shorter), read in bounded
-    memory, with decode's checks: decodable, finite, not truncated (the error comes when the
-    cut is reached). Concatenated, the blocks are exactly decode's samples."""
-    _exists(path)
+    memory, with decode's checks: decodable, finite, not truncated (the error comes once the
+    whole file is read). Concatenated, the blocks are exactly decode's samples."""
     n = 0
-    try:
-        with open(path, "rb") as fh, sf.SoundFile(fh) as f:
-            declared, header = f.frames, f.extra_info
-            short = _SHORT_DATA.search(header)
-            if short:
-                raise SerError(f"{path}: truncated ({short.group(2)} of the {short.group(1)} bytes "
-                               "of audio its header declares)")
-            for b in f.blocks(blocksize=frames, dtype="float32", always_2d=True):
-                if not np.isfinite(b).all():
-                    raise SerError(f"{path}: no usable samples (empty, truncated or corrupt)")
-                n += b.shape[0]
-                yield _mono(b)
-    except (sf.LibsndfileError, RuntimeError, EOFError, ValueError) as err:
-        raise SerError(f"{path}: cannot decode audio ({str(err).splitlines()[0]})") from None
-    except OSError as err:
-        raise SerError(f"{path}: cannot read ({err.strerror or err})") from None
-    if n == 0:
-        raise SerError(f"{path}: no usable samples (empty, truncated or corrupt)")
-    if 0 < declared < 2**62 and n < declared:
-        raise SerError(f"{path}: truncated ({n} of {declared} samples decode)")
+    with _opened(path) as f:
+        declared, header = f.frames, f.extra_info
+        for b in f.blocks(blocksize=frames, dtype="float32", always_2d=True):
+            if not np.isfinite(b).all():
+                raise _unusable(path)
+            n += b.shape[0]
+            yield _mono(b)
+    _check_complete(path, n, declared, header)
 
 
 class Resampler:
