@@ -23,6 +23,19 @@ def test_pipeline_steps_and_grid_from_params():
     assert proba.shape == (120, 3) and np.allclose(proba.sum(axis=1), 1)
 
 
+def test_the_grid_search_chooses_the_same_model_whatever_n_jobs():
+    """The e2e pipeline runs the search in one process (its worker start-up dwarfs its tiny
+    grid); the real one uses every core: both give the same fitted model."""
+    X, y = make_classification(n_samples=120, n_features=30, n_informative=8, n_classes=3,
+                               random_state=0)
+    fits = [svm.fit(X, y, section("train_svm", C=[1, 3], gamma=[0.01, 0.05], cv_folds=3,
+                                  pca_components=5, n_jobs=jobs)) for jobs in (1, 2)]
+    (m1, s1), (m2, s2) = fits
+    assert s1.best_params_ == s2.best_params_
+    assert np.array_equal(s1.cv_results_["mean_test_score"], s2.cv_results_["mean_test_score"])
+    assert np.array_equal(m1.predict_proba(X), m2.predict_proba(X))
+
+
 @pytest.mark.parametrize("pca", [5, 0])
 def test_the_fast_probabilities_are_scikit_learns_bit_for_bit(pca):
     """svm_pipeline.fast_proba skips scikit-learn's input checks, not one of its operations."""
