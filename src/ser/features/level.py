@@ -25,14 +25,12 @@ def condition(y: np.ndarray, sr: int, level_dbfs: float | None, floor_db: float 
     if level_dbfs is None or len(y) == 0:
         level, out = None, y
     else:
+        level, out = 10 ** (level_dbfs / 20), y
         frame, hop = max(1, round(FRAME_S * sr)), max(1, round(HOP_S * sr))
         n = 1 + max(0, len(y) - frame) // hop
         energy = np.array([np.mean(y[i * hop:i * hop + frame] ** 2) for i in range(n)])
-        if energy.max() <= 0:  # digital silence: nothing to scale
-            level, out = 10 ** (level_dbfs / 20), y
-        else:
+        if energy.max() > 0:  # else digital silence: nothing to scale
             active = energy >= energy.max() * 10 ** (-ACTIVE_DB / 10)
-            level = 10 ** (level_dbfs / 20)
             out = y * (level / np.sqrt(energy[active].mean()))
     if floor_db is not None:
         ref = level if level is not None else 1.0
