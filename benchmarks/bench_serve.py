@@ -1,6 +1,6 @@
 """`ser serve` latency in a real browser (Debian's Chromium driven by Playwright):
 
-    .venv/bin/python benchmarks/bench_serve.py [--models data/models] [--chromium /usr/bin/chromium]
+    .venv/bin/python benchmarks/bench_serve.py [--models data/models | --generated] [--chromium /usr/bin/chromium]
 
 - upload: from the end of the upload of a 10 s recording (44.1 kHz WAV) to the answers on the
   page (the page's own clock: request sent to table drawn), median of 5 (the target: 1 s);
@@ -8,7 +8,8 @@
   of its window (as the recording's clock says) to its answers on the page (the target: 1 s).
 
 Runs the server in a thread on 127.0.0.1, as `ser serve` does, on the models in --models
-(default data/models, or the shipped models/).
+(default data/models, or the shipped models/), or with --generated on model files of the
+reference's sizes (bench_predict.write_models: speed does not depend on what the weights learned).
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from bench_predict import write_models  # noqa: E402
 from conftest import synthetic_clip  # noqa: E402  (the tests' generated voice)
 from ser.apps.serve import create_app, load_service  # noqa: E402
-from ser.params import PARAMS_FILE  # noqa: E402
+from ser.params import PARAMS_FILE, load_params  # noqa: E402
 
 
 def voice(seconds: float, sr: int) -> np.ndarray:
@@ -43,23 +45,29 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", type=Path, default=PARAMS_FILE)
-    ap.add_argument("--models", type=Path, default=None)
+    which = ap.add_mutually_exclusive_group()
+    which.add_argument("--models", type=Path, default=None)
+    which.add_argument("--generated", action="store_true", help="models of the real sizes, generated")
     ap.add_argument("--chromium", default=shutil.which("chromium"))
     ap.add_argument("--seconds", type=float, default=16.0, help="length of the live recording")
     a = ap.parse_args()
-    service = load_service(None, "auto", None, a.params, a.models)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        models = a.models
+        if a.generated:
+            models = tmp / "models"
+            write_models(models, len(load_params(a.params).folds.folds_of("actor")), a.params)
+        service = load_service(None, "auto", None, a.params, models)
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port,
+                                               log_level="warning"))
+        threading.Thread(target=server.run, daemon=True).start()
+        while not server.started:
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}"
         sf.write(tmp / "talk.wav", voice(10.0, 44100), 44100, subtype="PCM_16")
         sf.write(tmp / "mic.wav", voice(a.seconds + 4, 48000), 48000, subtype="PCM_16")
         with sync_playwright() as p:
@@ -89,7 +97,9 @@ def main() -> None:
                   f"segment's end: median {1000 * statistics.median(lat):.0f} ms, max "
                   f"{1000 * max(lat):.0f} ms (target 1000 ms)")
             b.close()
-    server.should_exit = True
+        server.should_exit = True
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
