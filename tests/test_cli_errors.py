@@ -31,7 +31,7 @@ def run(*args, cwd):
      "error: f.csv: not found (run the folds stage first)"),
     ("ser.stages.train_cnn_lstm", ["--run", "random-0", "--folds", "f.csv", "--features", "nope", "--model", "m",
                    "--out", "o", "--checkpoint", "c"],
-     "error: nope/logmel.npy: not found (run the features_logmel stage first)"),
+     "error: nope/logmel.npy: not found (run the features@logmel stage first)"),
     ("ser.stages.report", ["--runs", "nope", "--manifest", "nope.csv", "--out", "o"],
      "error: nope.csv: not found (run the prepare stage first)"),
     ("ser.stages.prepare", ["--corpus", "nope", "--out", "m.csv"],
@@ -52,7 +52,7 @@ def test_svm_names_a_missing_features_file(tmp_path):
             "--features", "stats.parquet",
             "--model", "m", "--out", "o", cwd=tmp_path)
     assert r.returncode == 1
-    assert r.stderr.strip() == "error: stats.parquet: not found (run the features_stats stage first)"
+    assert r.stderr.strip() == "error: stats.parquet: not found (run the features@stats stage first)"
 
 
 def test_audio_load_of_a_missing_file_is_one_line(tmp_path):

@@ -96,7 +96,7 @@ def load_logmel(folder: Path) -> tuple[np.ndarray, pd.DataFrame]:
         x = np.load(folder / LOGMEL_ARRAY, mmap_mode="r")
         index = pd.read_csv(folder / LOGMEL_INDEX, dtype={"clip_id": str})
     except FileNotFoundError as err:
-        raise SerError(f"{err.filename}: not found (run the features_logmel stage first)") from None
+        raise SerError(f"{err.filename}: not found (run the features@logmel stage first)") from None
     except (ValueError, OSError, pd.errors.ParserError) as err:
         raise SerError(f"{folder}: unreadable log-mel features ({str(err).splitlines()[0]})") from None
     if list(index.columns) != ["row", "clip_id", "copy"]:
@@ -112,7 +112,7 @@ def load_logmel(folder: Path) -> tuple[np.ndarray, pd.DataFrame]:
 
 def load_features(path: Path) -> pd.DataFrame:
     """A feature family's table (e.g. stats.parquet), checked: each clip once, every value finite."""
-    stage = f"features_{path.stem}"
+    stage = f"features@{path.stem}"
     try:
         df = pd.read_parquet(path)
     except FileNotFoundError:

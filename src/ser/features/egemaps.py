@@ -1,7 +1,7 @@
 """Feature family `egemaps`: the eGeMAPS v02 parameter set (Eyben et al., 2016, IEEE Trans.
 Affective Computing 7(2)), 88 functionals per recording computed by openSMILE (the `opensmile`
 package, which ships the extractor), from any audio at `sample_rate`. Used by the
-features_egemaps stage and by prediction alike.
+features@egemaps stage and by prediction alike.
 
 openSMILE is free for research and education, not for commercial use (its licence: README).
 """

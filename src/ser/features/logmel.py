@@ -1,5 +1,5 @@
 """Feature family `logmel`: log-mel spectrograms cut into rolling windows (the CNN-LSTM's input),
-from any audio. Used by the features_logmel stage (a clip and its noisy copies) and by
+from any audio. Used by the features@logmel stage (a clip and its noisy copies) and by
 prediction (a recording of any length, in segments) alike.
 
 As the reference: 16 kHz from 0.5 s, z-scored, padded or cut to 49,100 samples, STFT 512 with a

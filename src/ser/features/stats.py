@@ -1,5 +1,5 @@
 """Feature family `stats`: global statistics of frame-level acoustic features (the reference SVM's
-input), from any audio. Used by the features_stats stage and by prediction alike.
+input), from any audio. Used by the features@stats stage and by prediction alike.
 
 The reference's 20 short-term features (pyAudioAnalysis' set: zero-crossing rate, energy,
 entropy of energy, spectral centroid, spread, entropy, flux, roll-off and 12 MFCCs) on 25 ms
