@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +26,8 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from bench_predict import write_models  # noqa: E402
-from conftest import synthetic_clip  # noqa: E402  (the tests' generated voice)
-from ser.apps.serve import create_app, load_service  # noqa: E402
+from conftest import running_server, synthetic_clip  # noqa: E402  (the tests' helpers)
+from ser.apps.serve import load_service  # noqa: E402
 from ser.params import PARAMS_FILE, load_params  # noqa: E402
 
 
@@ -41,7 +38,6 @@ def voice(seconds: float, sr: int) -> np.ndarray:
 
 
 def main() -> None:
-    import uvicorn
     from playwright.sync_api import sync_playwright
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", type=Path, default=PARAMS_FILE)
@@ -58,46 +54,36 @@ def main() -> None:
             models = tmp / "models"
             write_models(models, len(load_params(a.params).folds.folds_of("actor")), a.params)
         service = load_service(None, "auto", None, a.params, models)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        sock.close()
-        server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port,
-                                               log_level="warning"))
-        threading.Thread(target=server.run, daemon=True).start()
-        while not server.started:
-            time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}"
-        sf.write(tmp / "talk.wav", voice(10.0, 44100), 44100, subtype="PCM_16")
-        sf.write(tmp / "mic.wav", voice(a.seconds + 4, 48000), 48000, subtype="PCM_16")
-        with sync_playwright() as p:
-            b = p.chromium.launch(executable_path=a.chromium, args=[
-                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={tmp / 'mic.wav'}"])
-            page = b.new_page()
-            page.goto(url)
-            page.wait_for_function("() => document.getElementById('models').textContent.length > 20")
-            times = []
-            for _ in range(5):
-                page.evaluate("window.serState.shownMs = null")
-                page.set_input_files("#file", [])
-                page.set_input_files("#file", str(tmp / "talk.wav"))
-                page.wait_for_function("() => window.serState.shownMs !== null", timeout=60000)
-                times.append(page.evaluate("window.serState.shownMs"))
-            print(f"upload of a 10 s recording to answers on the page: median {statistics.median(times):.0f} ms "
-                  f"(all: {', '.join(f'{t:.0f}' for t in times)} ms; target 1000 ms)")
-            page.click("#record")
-            page.wait_for_timeout(int(a.seconds * 1000))
-            page.click("#stop")
-            page.wait_for_function("() => window.serState.final !== null", timeout=60000)
-            segs = page.evaluate("window.serState.segments")
-            shown = page.evaluate("window.serState.segmentTimes")
-            lat = [t / 1000 - s["end_s"] for s, t in zip(segs, shown)]
-            print(f"live: {len(segs)} segments in {a.seconds:g} s; answers on the page after the "
-                  f"segment's end: median {1000 * statistics.median(lat):.0f} ms, max "
-                  f"{1000 * max(lat):.0f} ms (target 1000 ms)")
-            b.close()
-        server.should_exit = True
+        with running_server(service) as url:
+            sf.write(tmp / "talk.wav", voice(10.0, 44100), 44100, subtype="PCM_16")
+            sf.write(tmp / "mic.wav", voice(a.seconds + 4, 48000), 48000, subtype="PCM_16")
+            with sync_playwright() as p:
+                b = p.chromium.launch(executable_path=a.chromium, args=[
+                    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                    f"--use-file-for-fake-audio-capture={tmp / 'mic.wav'}"])
+                page = b.new_page()
+                page.goto(url)
+                page.wait_for_function("() => document.getElementById('models').textContent.length > 20")
+                times = []
+                for _ in range(5):
+                    page.evaluate("window.serState.shownMs = null")
+                    page.set_input_files("#file", [])
+                    page.set_input_files("#file", str(tmp / "talk.wav"))
+                    page.wait_for_function("() => window.serState.shownMs !== null", timeout=60000)
+                    times.append(page.evaluate("window.serState.shownMs"))
+                print(f"upload of a 10 s recording to answers on the page: median {statistics.median(times):.0f} ms "
+                      f"(all: {', '.join(f'{t:.0f}' for t in times)} ms; target 1000 ms)")
+                page.click("#record")
+                page.wait_for_timeout(int(a.seconds * 1000))
+                page.click("#stop")
+                page.wait_for_function("() => window.serState.final !== null", timeout=60000)
+                segs = page.evaluate("window.serState.segments")
+                shown = page.evaluate("window.serState.segmentTimes")
+                lat = [t / 1000 - s["end_s"] for s, t in zip(segs, shown)]
+                print(f"live: {len(segs)} segments in {a.seconds:g} s; answers on the page after the "
+                      f"segment's end: median {1000 * statistics.median(lat):.0f} ms, max "
+                      f"{1000 * max(lat):.0f} ms (target 1000 ms)")
+                b.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

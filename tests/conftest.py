@@ -13,12 +13,16 @@ to enable them; with SER_REQUIRE_CORPUS=1 (CI) a missing corpus fails them inste
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -174,6 +178,31 @@ def sh(*args, cwd, env, ok=True):
         assert r.returncode == 0, f"{' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return r.stdout + r.stderr if ok else r
 
+
+@contextlib.contextmanager
+def running_server(service, start_s: float = 20.0):
+    """`ser serve`'s app in a real uvicorn server on a free port of 127.0.0.1, in a thread: its
+    URL (for the browser tests and benchmarks/bench_serve.py)."""
+    import uvicorn
+    from ser.apps.serve import create_app
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    srv = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port,
+                                        log_level="warning"))
+    t = threading.Thread(target=srv.run, daemon=True)
+    t.start()
+    deadline = time.time() + start_s
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.05)
+    if not srv.started:
+        raise RuntimeError(f"uvicorn did not start within {start_s:g} s")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        t.join(10)
 
 def make_repo(d: Path, archive: Path) -> dict:
     for name in ("src", "bin", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvc/config",

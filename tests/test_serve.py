@@ -11,9 +11,6 @@ import io
 import json
 import os
 import shutil
-import socket
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import synthetic_clip
+from conftest import running_server, synthetic_clip
 
 pytestmark = pytest.mark.e2e
 
@@ -205,22 +202,8 @@ def browser_path():
 @pytest.fixture(scope="module")
 def server(service):
     """The real uvicorn server on a free port of 127.0.0.1, in a thread."""
-    import uvicorn
-    from ser.apps.serve import create_app
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    srv = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port,
-                                        log_level="warning"))
-    t = threading.Thread(target=srv.run, daemon=True)
-    t.start()
-    deadline = time.time() + 20
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    t.join(10)
+    with running_server(service) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
