@@ -1,4 +1,4 @@
-"""How each family's answers move with the recording chain: level, one LSB of noise, 16-bit files.
+"""How each family's answers move with the recording chain: level, noise, 16-bit files.
 
     .venv/bin/python benchmarks/bench_robustness.py [--fold 0] [--every 1] [--models data/models]
 
@@ -12,7 +12,9 @@ would arrive:
 - noise +-1 LSB: the 16-bit samples plus integer noise drawn from {-1, 0, +1} (no digital zeros
   left), a 16-bit WAV at 48 kHz;
 - 16-bit at R: resampled to R (soxr, as librosa) and written as a 16-bit WAV; float at 16 kHz:
-  the same as a float WAV (the control: resampling alone).
+  the same as a float WAV (the control: resampling alone);
+- room noise N dB below: white noise N dB below the speech's level (the rms of its active frames,
+  ser.features.level.active_rms), as a microphone's own noise floor, a 16-bit WAV at 48 kHz.
 
 Prints, per condition and family, the accuracy and how many answers differ from the original's.
 """
@@ -32,6 +34,7 @@ from tqdm import tqdm
 from reuse_memory import reexec_script
 from ser import analysis, registry
 from ser.audio import decode
+from ser.features.level import active_rms
 from ser.params import PARAMS_FILE, load_params
 from ser.store import read_fold, read_manifest
 
@@ -46,6 +49,10 @@ def conditions(y: np.ndarray, sr: int, rng: np.random.Generator) -> dict:
         out[f"16-bit at {rate / 1000:g} kHz"] = (yr, rate, "PCM_16")
     out["float at 16 kHz"] = (librosa.resample(y, orig_sr=sr, target_sr=16000, res_type="soxr_hq"),
                               16000, "FLOAT")
+    speech = active_rms(y, sr)
+    for db in (50, 40, 30):
+        out[f"room noise {db} dB below"] = (y + rng.standard_normal(len(y)) * speech * 10 ** (-db / 20),
+                                            sr, "PCM_16")
     return out
 
 
@@ -95,7 +102,7 @@ def main() -> None:
         cells = [f"{e.family.label} {100 * (g[e.name] == g['label']).mean():5.1f}"
                  + ("" if name == "original" else f" ({int((g[e.name] != orig[e.name]).sum()):3d} changed)")
                  for e in ens]
-        print(f"  {name:18s} " + "   ".join(cells))
+        print(f"  {name:24s} " + "   ".join(cells))
 
 
 if __name__ == "__main__":

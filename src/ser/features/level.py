@@ -18,6 +18,19 @@ ACTIVE_DB = 40.0               # frames within this of the loudest one are the a
 SEED = 0                       # of the floor's noise: the same samples for every recording
 
 
+def active_rms(y: np.ndarray, sr: int) -> float:
+    """The rms of a recording's active frames (within ACTIVE_DB of the loudest); 0 for silence."""
+    y = np.asarray(y, dtype=np.float64)
+    if len(y) == 0:
+        return 0.0
+    frame, hop = max(1, round(FRAME_S * sr)), max(1, round(HOP_S * sr))
+    n = 1 + max(0, len(y) - frame) // hop
+    energy = np.array([np.mean(y[i * hop:i * hop + frame] ** 2) for i in range(n)])
+    if energy.max() <= 0:
+        return 0.0
+    return float(np.sqrt(energy[energy >= energy.max() * 10 ** (-ACTIVE_DB / 10)].mean()))
+
+
 def condition(y: np.ndarray, sr: int, level_dbfs: float | None, floor_db: float | None) -> np.ndarray:
     """The recording scaled so that its active frames' rms is `level_dbfs` (None: as it is), plus
     white noise `floor_db` below that level (None: none), drawn from a fixed seed. float64."""
@@ -25,13 +38,8 @@ def condition(y: np.ndarray, sr: int, level_dbfs: float | None, floor_db: float 
     if level_dbfs is None or len(y) == 0:
         level, out = None, y
     else:
-        level, out = 10 ** (level_dbfs / 20), y
-        frame, hop = max(1, round(FRAME_S * sr)), max(1, round(HOP_S * sr))
-        n = 1 + max(0, len(y) - frame) // hop
-        energy = np.array([np.mean(y[i * hop:i * hop + frame] ** 2) for i in range(n)])
-        if energy.max() > 0:  # else digital silence: nothing to scale
-            active = energy >= energy.max() * 10 ** (-ACTIVE_DB / 10)
-            out = y * (level / np.sqrt(energy[active].mean()))
+        level, rms = 10 ** (level_dbfs / 20), active_rms(y, sr)
+        out = y * (level / rms) if rms > 0 else y  # digital silence: nothing to scale
     if floor_db is not None:
         ref = level if level is not None else 1.0
         noise = np.random.default_rng(SEED).standard_normal(len(out))
