@@ -117,6 +117,7 @@ class _FeatureSection(_Section):
 
 Level = Annotated[float, Field(ge=-80, le=0, allow_inf_nan=False)] | None  # dBFS
 Floor = Annotated[float, Field(ge=10, le=120, allow_inf_nan=False)] | None  # dB below the level
+Trim = Annotated[float, Field(ge=10, le=120, allow_inf_nan=False)] | None  # dB below the loudest frame
 
 
 class FeaturesStats(_FeatureSection):
@@ -129,6 +130,7 @@ class FeaturesStats(_FeatureSection):
     entropy_blocks: Annotated[int, Field(ge=2)]
     level_dbfs: Level    # the recording scaled to this level first (ser.features.level; null: as is)
     floor_db: Floor      # white noise this far below that level added (null: none)
+    trim_db: Trim        # silence before and after the sound cut first (null: kept)
     n_jobs: Jobs
 
 
@@ -170,6 +172,7 @@ class FeaturesEgemaps(_FeatureSection):
     feature_set: Literal["eGeMAPSv02"]  # openSMILE's name; 88 functionals per recording
     level_dbfs: Level
     floor_db: Floor
+    trim_db: Trim
     n_jobs: Jobs
 
 

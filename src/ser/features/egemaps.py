@@ -36,9 +36,10 @@ def columns(p: FeaturesEgemaps) -> list[str]:
 
 
 def from_samples(y: np.ndarray, sr: int, p: FeaturesEgemaps) -> np.ndarray:
-    """The functionals of one waveform (samples at `sr`, which should be p.sample_rate), at the
-    level and over the floor p asks for (ser.features.level). openSMILE reads 16-bit integers:
-    samples beyond full scale are clipped to it (cast, they would wrap around)."""
-    y = np.clip(condition(y, sr, p.level_dbfs, p.floor_db), -1.0, 32767 / 32768)
+    """The functionals of one waveform (samples at `sr`, which should be p.sample_rate), trimmed,
+    at the level and over the floor p asks for (ser.features.level). openSMILE reads 16-bit
+    integers: samples beyond full scale are clipped to it (cast, they would wrap around)."""
+    y = condition(y, sr, p.level_dbfs, p.floor_db, trim_db=p.trim_db)
+    y = np.clip(y, -1.0, 32767 / 32768)
     df = _smile(p.feature_set, "Functionals").process_signal(y.astype(np.float32), sr)
     return df.to_numpy(dtype=np.float64)[0]

@@ -85,9 +85,10 @@ def summarise(feats: np.ndarray) -> np.ndarray:
 
 
 def clip_stats(y: np.ndarray, sr: int, p: FeaturesStats) -> np.ndarray:
-    """The SVM's 200 inputs for one waveform, at the level and over the floor p asks for
+    """The SVM's 200 inputs for one waveform, trimmed, at the level and over the floor p asks for
     (ser.features.level): used by the stage and by prediction."""
-    return summarise(frame_features(condition(y, sr, p.level_dbfs, p.floor_db), sr, p)).ravel()
+    y = condition(y, sr, p.level_dbfs, p.floor_db, trim_db=p.trim_db)
+    return summarise(frame_features(y, sr, p)).ravel()
 
 
 from_samples = clip_stats  # the name every table family gives it (stage features, ser.analysis)
