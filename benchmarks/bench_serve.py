@@ -47,8 +47,8 @@ def main() -> None:
     ap.add_argument("--chromium", default=shutil.which("chromium"))
     ap.add_argument("--seconds", type=float, default=16.0, help="length of the live recording")
     a = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp())
-    try:
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
         models = a.models
         if a.generated:
             models = tmp / "models"
@@ -84,8 +84,6 @@ def main() -> None:
                       f"segment's end: median {1000 * statistics.median(lat):.0f} ms, max "
                       f"{1000 * max(lat):.0f} ms (target 1000 ms)")
                 b.close()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -204,6 +204,7 @@ def running_server(service, start_s: float = 20.0):
         srv.should_exit = True
         t.join(10)
 
+
 def make_repo(d: Path, archive: Path) -> dict:
     for name in ("src", "bin", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvc/config",
                  ".dvcignore", ".gitignore"):
