@@ -9,8 +9,10 @@ from scipy.stats import binomtest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from ser import intervals as stats
+from ser import registry
 from ser.stages import report
 from ser.errors import SerError
+from ser.params import load_params
 from ser.predictions import predictions_frame, read_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -243,8 +245,29 @@ def test_report_stage_declares_the_params_it_quotes():
     quoted = {f"train_cnn_lstm.{k}" for k in report.QUOTED_TRAINING_PARAMS} | {
         "train_cnn_lstm.seed", "train_cnn_lstm.patience", "train_svm.seed", "train_svm.cv_folds",
         "features_logmel.seed", "features_logmel.augment_copies", "download.actors",
-        "prepare.classes", "folds", "report"}
+        "prepare.classes", "folds", "report", "features_logmel.offset_s"} | {
+        f"features_{f.features}.{k}" for f in registry.FAMILIES.values() if f.features != "logmel"
+        for k in ("sample_rate", "level_dbfs", "floor_db", "trim_db")}
     assert quoted <= declared, quoted - declared
+
+
+def test_the_protocol_says_what_each_family_reads(tmp_path):
+    """From params: the table families' conditioning, grouped where it is the same, and the
+    network's windows; the cost of cutting the silence is said only when it is cut."""
+    p = load_params(ROOT / "params.yaml")
+    line = report.reading_line(p)
+    assert line.startswith("What each family reads. SVM and eGeMAPS SVM: each clip at 16 kHz, cut "
+                           "to its sound (leading and trailing frames more than 40 dB below")
+    assert "scaled to -30 dBFS" in line and "white noise 30 dB below that level" in line
+    assert "CNN-LSTM: log-mel windows of each clip from 0.5 s" in line and "shared speakers" in line
+    raw = p.model_copy(update={"features_egemaps": p.features_egemaps.model_copy(
+        update={"trim_db": None, "floor_db": None, "level_dbfs": None})})
+    line = report.reading_line(raw)
+    assert "SVM: each clip at 16 kHz, cut to its sound" in line
+    assert "eGeMAPS SVM: each clip at 16 kHz, as it is" in line
+    assert "shared speakers" in line
+    none = raw.model_copy(update={"features_stats": p.features_stats.model_copy(update={"trim_db": None})})
+    assert "shared speakers" not in report.reading_line(none)
 
 
 def test_an_unseen_corpus_section_with_counts_collapse_spread_gaps_and_drops(tmp_path):

@@ -68,3 +68,18 @@ def condition(y: np.ndarray, sr: int, level_dbfs: float | None, floor_db: float 
         noise = np.random.default_rng(SEED).standard_normal(len(out))
         out = out + noise * (ref * 10 ** (-floor_db / 20))
     return out
+
+
+def describe(level_dbfs: float | None, floor_db: float | None, trim_db: float | None) -> str:
+    """What `condition` does to a recording with these params, in words (for the report)."""
+    steps = []
+    if trim_db is not None:
+        steps.append(f"cut to its sound (leading and trailing frames more than {trim_db:g} dB "
+                     "below the loudest dropped)")
+    if level_dbfs is not None:
+        steps.append(f"scaled to {level_dbfs:g} dBFS rms over its active frames")
+    if floor_db is not None:
+        below = "that level" if level_dbfs is not None else "full scale"
+        steps.append(f"given white noise {floor_db:g} dB below {below}")
+    return ", ".join(steps) if steps else "as it is"
+

@@ -30,6 +30,7 @@ import pandas as pd
 
 from ser import corpus_section, figures, intervals, registry
 from ser.errors import SerError, run_cli
+from ser.features import level
 from ser.intervals import SUMMARY, Interval
 from ser.io import atomic_dir, write_json, write_text
 from ser.params import PARAMS_FILE, Params, load_params
@@ -352,6 +353,32 @@ def protocol_blocks(p: str, r: dict, label: str, classes: list[str], params: Par
     return b
 
 
+def reading_line(params: Params) -> str:
+    """What each family reads of a clip: the table families' conditioning (ser.features.level),
+    grouped where it is the same, and the network's log-mel windows."""
+    groups: dict[str, list[str]] = {}
+    trimmed, network = False, []
+    for f in registry.FAMILIES.values():
+        sec = getattr(params, f"features_{f.features}")
+        if not hasattr(sec, "trim_db"):
+            network.append(f.label)
+            continue
+        trimmed |= sec.trim_db is not None
+        words = (f"each clip at {sec.sample_rate / 1000:g} kHz, "
+                 + level.describe(sec.level_dbfs, sec.floor_db, sec.trim_db))
+        groups.setdefault(words, []).append(f.label)
+    parts = [f"{' and '.join(labels)}: {words}" for words, labels in groups.items()]
+    if network:
+        parts.append(f"{' and '.join(network)}: log-mel windows of each clip from "
+                     f"{params.features_logmel.offset_s:g} s, z-scored, its silence kept")
+    line = "What each family reads. " + "; ".join(parts) + "."
+    if trimmed:
+        line += (" Cutting the silence, whose length says how a file was cut, costs the SVMs "
+                 "accuracy under shared speakers and gains it under unseen speakers "
+                 "(benchmarks/README.md).")
+    return line
+
+
 def protocol_lines(res: dict, classes: list[str], params: Params, counts: dict[str, dict]) -> list[dict]:
     """How the clips were split, trained and seeded, in words."""
     pp, fp = params.prepare, params.folds
@@ -379,6 +406,7 @@ def protocol_lines(res: dict, classes: list[str], params: Params, counts: dict[s
                  f"{params.train_svm.cv_folds}-fold grid search on their training clips. Training clips "
                  f"are augmented with {params.features_logmel.augment_copies} noisy copies each for "
                  "the CNN-LSTM only.")
+    lines.append(reading_line(params))
     lines.append(f"Seeds: folds {fp.seed}, augmentation {params.features_logmel.seed}, SVM "
                  f"{params.train_svm.seed}, CNN-LSTM {params.train_cnn_lstm.seed}, bootstrap "
                  f"{params.report.seed} ({params.report.bootstrap} resamples, percentile intervals, "
