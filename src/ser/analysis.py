@@ -71,6 +71,11 @@ class Ensemble:
         return np.stack([p(x) for p in self.probas])
 
 
+def _is_cnn(e: Ensemble) -> bool:
+    """The network family (log-mel windows); the others are table families (one row a piece)."""
+    return e.family.features == "logmel"
+
+
 def _check_features(path: Path, saved: dict | None, current: dict, section: str) -> dict:
     if saved is None:
         raise SerError(f"{path}: holds no feature params (made by an older version): rerun "
@@ -181,7 +186,7 @@ def check_shipped(folder: Path, files: list[Path]) -> None:
 def window_grid(ens: list[Ensemble], params: Params) -> FeaturesLogmel:
     """The feature params that cut a recording into segments: the CNN-LSTM's own (saved with its
     models) when it runs, else params.yaml's."""
-    cnn = next((e for e in ens if e.family.features == "logmel"), None)
+    cnn = next(filter(_is_cnn, ens), None)
     return FeaturesLogmel.from_saved(cnn.features) if cnn else params.features_logmel
 
 
@@ -271,12 +276,12 @@ def _beside(job, *others) -> None:
 
 def _warnings(sr: int, ens: list[Ensemble], grid: FeaturesLogmel) -> list[str]:
     out = []
-    if any(e.family.features == "logmel" for e in ens) and sr / 2 < grid.fmax:
+    if any(map(_is_cnn, ens)) and sr / 2 < grid.fmax:
         out.append(f"sampled at {sr} Hz: nothing above {sr / 2:g} Hz, while the CNN-LSTM's bands "
                    f"reach {grid.fmax:g} Hz; its answers are unreliable")
     for e in ens:
         rate_needed = e.features.get("sample_rate")
-        if e.family.features != "logmel" and sr < rate_needed:
+        if not _is_cnn(e) and sr < rate_needed:
             out.append(f"sampled at {sr} Hz, below the {rate_needed} Hz audio the {e.family.label}'s "
                        f"features are taken from: its answers are unreliable (on RAVDESS clips "
                        f"sampled at 8 kHz the reference SVM is at chance: benchmarks/bench_bandwidth.py)")
@@ -312,6 +317,37 @@ def _finish(out: dict, ens: list[Ensemble], per_fold: dict[str, np.ndarray],
     return out
 
 
+def _header(name: str, duration: float, sr: int, ens: list[Ensemble], grid: FeaturesLogmel) -> dict:
+    """An answer before its segments and answers: the recording and its warnings."""
+    return {"file": name, "duration_s": round(duration, 3), "sample_rate": sr,
+            "warnings": _warnings(sr, ens, grid), "whole": {}, "segments": []}
+
+
+def _segments(y_cnn: np.ndarray, grid: FeaturesLogmel, pp: PredictParams, hop: int) -> list[dict]:
+    """The segments of a recording held whole (samples at grid.sample_rate from grid.offset_s)."""
+    rate, min_len = grid.sample_rate, round(pp.reliable_min_s * grid.sample_rate)
+    return [_segment(grid.offset_s, rate, s, e, min_len, np.abs(y_cnn[s:e]).max() < SILENCE)
+            for s, e in segment_bounds(len(y_cnn), grid, hop)]
+
+
+def _cnn_probas(e: Ensemble, y_cnn: np.ndarray, pp: PredictParams, grid: FeaturesLogmel,
+                hop: int, heard: list[int], n_segments: int) -> tuple[np.ndarray, bool]:
+    """(folds, heard segments, classes) of the CNN-LSTM on a recording held whole, and whether
+    it read the recording looped (then one full window: one segment)."""
+    y_in, looped = cnn_input(y_cnn, pp, grid)
+    p = e.fold_probas(np.stack([w for _, _, w in recording_windows(y_in, grid, hop)]))
+    return (p[:, heard] if p.shape[1] == n_segments else p), looped
+
+
+def _short_warning(seconds: float, pp: PredictParams, grid: FeaturesLogmel, looped: bool,
+                   cnn: bool) -> str:
+    fill = "looped" if looped else "zero-padded"
+    return (f"{seconds:.2f} s of audio after the first {grid.offset_s:g} s, less than any training "
+            f"clip ({pp.reliable_min_s:g} s): every answer is unreliable"
+            + (f"; the CNN-LSTM read it {fill} to its {grid.n_samples / grid.sample_rate:.2f} s "
+               "window" if cnn else ""))
+
+
 def analyse_audio(y: np.ndarray, sr: int, path: Path | str, ens: list[Ensemble],
                   pp: PredictParams, grid: FeaturesLogmel, folds: bool = False,
                   timeline: bool = True) -> dict:
@@ -326,52 +362,38 @@ def analyse_audio(y: np.ndarray, sr: int, path: Path | str, ens: list[Ensemble],
         n = round(BLOCK_S * sr)
         return analyse_long(lambda: (y[i:i + n] for i in range(0, len(y), n)), sr, str(path),
                             ens, pp, grid, folds)
-    duration = len(y) / sr
-    out: dict = {"file": str(path), "duration_s": round(duration, 3), "sample_rate": sr,
-                 "warnings": _warnings(sr, ens, grid), "whole": {}, "segments": []}
-    rate, offset = grid.sample_rate, grid.offset_s
-    y_cnn = at_rate(y, sr, rate, offset)
+    out = _header(str(path), len(y) / sr, sr, ens, grid)
+    y_cnn = at_rate(y, sr, grid.sample_rate, grid.offset_s)
     if len(y_cnn) == 0:
-        raise SerError(f"{path}: no audio after the first {offset:g} s, which the models skip")
-    n_real = len(y_cnn)
-    hop = max(1, round(pp.hop_s * rate))
-    min_len = round(pp.reliable_min_s * rate)
-    out["segments"] = [_segment(offset, rate, s, e, min_len, np.abs(y_cnn[s:e]).max() < SILENCE)
-                       for s, e in segment_bounds(n_real, grid, hop)]
-    _check_heard(path, out["segments"], offset)
-    heard = [i for i, seg in enumerate(out["segments"]) if not seg["silent"]]
+        raise SerError(f"{path}: no audio after the first {grid.offset_s:g} s, which the models skip")
+    hop = max(1, round(pp.hop_s * grid.sample_rate))
+    segs = out["segments"] = _segments(y_cnn, grid, pp, hop)
+    _check_heard(path, segs, grid.offset_s)
+    heard = [i for i, seg in enumerate(segs) if not seg["silent"]]
     looped = False
     resampled: dict[int, np.ndarray] = {}  # the recording at each table family's rate, once
     per_fold, whole, whole_ens = {}, {}, {}
 
     def cnn_job():
         nonlocal looped
-        for e in (e for e in ens if e.family.features == "logmel"):
-            y_in, looped = cnn_input(y_cnn, pp, grid)
-            segs = recording_windows(y_in, grid, hop)  # a looped recording: one full window
-            p = e.fold_probas(np.stack([w for _, _, w in segs]))
-            p = p[:, heard] if p.shape[1] == len(out["segments"]) else p  # looped: one
+        for e in filter(_is_cnn, ens):
+            p, looped = _cnn_probas(e, y_cnn, pp, grid, hop, heard, len(segs))
             per_fold[e.name], whole[e.name] = p, p.mean(axis=1)
             whole_ens[e.name] = p.mean(axis=0).mean(axis=0)  # the mean of the segments' answers
 
     def tables_job(e):
         def job():
-            p = _checked(e, table_rows(y, sr, e, out["segments"] if timeline else [], resampled),
-                         path)
+            p = _checked(e, table_rows(y, sr, e, segs if timeline else [], resampled), path)
             whole[e.name], whole_ens[e.name] = p[:, 0], p.mean(axis=0)[0]
             if timeline:
                 per_fold[e.name] = p[:, 1:][:, heard]
         return job
 
-    _beside(cnn_job, *(tables_job(e) for e in ens if e.family.features != "logmel"))
+    _beside(cnn_job, *(tables_job(e) for e in ens if not _is_cnn(e)))
     _finish(out, ens, per_fold, whole, whole_ens, folds)
-    if all(seg["short"] for seg in out["segments"]):
-        fill = "looped" if looped else "zero-padded"
-        out["warnings"].append(
-            f"{n_real / rate:.2f} s of audio after the first {offset:g} s, less than any training "
-            f"clip ({pp.reliable_min_s:g} s): every answer is unreliable"
-            + (f"; the CNN-LSTM read it {fill} to its {grid.n_samples / rate:.2f} s window"
-               if any(e.family.features == "logmel" for e in ens) else ""))
+    if all(seg["short"] for seg in segs):
+        out["warnings"].append(_short_warning(len(y_cnn) / grid.sample_rate, pp, grid, looped,
+                                              any(map(_is_cnn, ens))))
     return out
 
 
@@ -409,17 +431,10 @@ def _with_last(it):
     yield prev, True
 
 
-def analyse_long(read, sr: int, name: str, ens: list[Ensemble], pp: PredictParams,
-                 grid: FeaturesLogmel, folds: bool = False, silent_file=None) -> dict:
-    """A recording longer than pp.whole_max_s, as `read()` gives it (mono blocks at `sr`), in
-    memory independent of its length: one pass for its length and the CNN-LSTM's z-score
-    (mean and variance accumulated in float64), one for the segments, BATCH at a time. The
-    resampling is the whole recording's bit for bit (Resampler); the features of a segment are
-    those of its samples, as analyse_audio's. Every family's whole answer is the mean of its
-    heard segments': no SVM was trained on minutes of speech in one feature vector."""
-    rate, offset = grid.sample_rate, grid.offset_s
-    skip = int(offset * sr)
-    # pass 1: length, peak, and the mean and variance of what the CNN-LSTM reads (Chan et al.)
+def _moments(read, sr: int, rate: int, skip: int) -> tuple[int, float, int, float, float]:
+    """Pass 1 over a long recording: its length and peak (samples at `sr`), and the count, mean
+    and std of what the CNN-LSTM reads (at `rate` after `skip` samples; accumulated in float64 by
+    Chan et al.'s update; a std of 0 is 1)."""
     n_in, peak, cnt, mean, m2 = 0, 0.0, 0, 0.0, 0.0
     rs = Resampler(sr, rate, skip)
     for b, last in _with_last(read()):
@@ -430,36 +445,66 @@ def analyse_long(read, sr: int, name: str, ens: list[Ensemble], pp: PredictParam
             m, v, k = z.mean(), ((z - z.mean()) ** 2).sum(), len(z)
             d = m - mean
             mean, m2, cnt = mean + d * k / (cnt + k), m2 + v + d * d * cnt * k / (cnt + k), cnt + k
+    std = np.sqrt(m2 / cnt) if cnt else 0.0
+    return n_in, peak, cnt, mean, (std if std > 0 else 1.0)
+
+
+def _ready_batches(read, sr: int, rate: int, skip: int, bounds: list[tuple[int, int]],
+                   spans: dict[int, list[tuple[int, int]]]):
+    """Pass 2: the recording through one resampling stream per rate (key "cnn": the CNN-LSTM's,
+    `bounds`; each table rate r: `spans[r]`); yields (segment indices, buffers), BATCH segments
+    at a time, once every stream holds them, and then drops what no later segment needs."""
+    rates = list(spans)
+    streams = {"cnn": Resampler(sr, rate, skip), **{r: Resampler(sr, r, 0) for r in rates}}
+    bufs = {k: _Buffer() for k in streams}
+    done, n = 0, len(bounds)
+    for b, last in _with_last(read()):
+        for k, st in streams.items():
+            bufs[k].add(st.feed(b, last))
+        ready = done
+        while ready < n and bounds[ready][1] <= bufs["cnn"].end and all(
+                spans[r][ready][1] <= bufs[r].end for r in rates):
+            ready += 1
+        if last:
+            ready = n
+        for i in range(done, ready, BATCH):
+            yield list(range(i, min(i + BATCH, ready))), bufs
+        done = ready
+        if done < n:
+            bufs["cnn"].drop(bounds[done][0])
+            for r in rates:
+                bufs[r].drop(spans[r][done][0])
+
+
+def analyse_long(read, sr: int, name: str, ens: list[Ensemble], pp: PredictParams,
+                 grid: FeaturesLogmel, folds: bool = False, silent_file=None) -> dict:
+    """A recording longer than pp.whole_max_s, as `read()` gives it (mono blocks at `sr`), in
+    memory independent of its length: one pass for its length and the CNN-LSTM's z-score
+    (_moments), one for the segments, BATCH at a time (_ready_batches). The resampling is the
+    whole recording's bit for bit (Resampler); the features of a segment are those of its
+    samples, as analyse_audio's. Every family's whole answer is the mean of its heard segments':
+    no SVM was trained on minutes of speech in one feature vector."""
+    rate, offset = grid.sample_rate, grid.offset_s
+    skip = int(offset * sr)
+    n_in, peak, cnt, mean, std = _moments(read, sr, rate, skip)
     if n_in / sr <= pp.whole_max_s:  # a header without a length, and a short recording after all
-        y = np.concatenate(list(read()))
-        return analyse_audio(y, sr, name, ens, pp, grid, folds)
+        return analyse_audio(np.concatenate(list(read())), sr, name, ens, pp, grid, folds)
     if silent_file is not None and peak < SILENCE:
         raise silent_error(silent_file)
-    std = np.sqrt(m2 / cnt) if cnt else 0.0
-    std = std if std > 0 else 1.0
     hop = max(1, round(pp.hop_s * rate))
     min_len = round(pp.reliable_min_s * rate)
     bounds = segment_bounds(cnt, grid, hop)
-    out: dict = {"file": name, "duration_s": round(n_in / sr, 3), "sample_rate": sr,
-                 "warnings": _warnings(sr, ens, grid), "whole": {}, "segments": []}
-    segs = [_segment(offset, rate, s, e, min_len, False) for s, e in bounds]
-    out["segments"] = segs
-    cnns = [e for e in ens if e.family.features == "logmel"]
-    tables = [e for e in ens if e.family.features != "logmel"]
+    out = _header(name, n_in / sr, sr, ens, grid)
+    segs = out["segments"] = [_segment(offset, rate, s, e, min_len, False) for s, e in bounds]
+    cnns, tables = [e for e in ens if _is_cnn(e)], [e for e in ens if not _is_cnn(e)]
     rates = sorted({e.features["sample_rate"] for e in tables})
     spans = {r: [(round(g["start_s"] * r), round(g["end_s"] * r)) for g in segs] for r in rates}
-    streams = {"cnn": Resampler(sr, rate, skip), **{r: Resampler(sr, r, 0) for r in rates}}
-    bufs = {k: _Buffer() for k in streams}
     parts: dict[str, list[np.ndarray]] = {e.name: [] for e in ens}
-    done = 0
 
-    def run(batch: list[int]) -> None:
-        heard = []
+    def run(batch: list[int], bufs: dict) -> None:
         for i in batch:
-            s, e = bounds[i]
-            segs[i]["silent"] = bool(np.abs(bufs["cnn"].get(s, e)).max() < SILENCE)
-            if not segs[i]["silent"]:
-                heard.append(i)
+            segs[i]["silent"] = bool(np.abs(bufs["cnn"].get(*bounds[i])).max() < SILENCE)
+        heard = [i for i in batch if not segs[i]["silent"]]
         if not heard:
             return
 
@@ -477,22 +522,8 @@ def analyse_long(read, sr: int, name: str, ens: list[Ensemble], pp: PredictParam
                 bufs[r].get(*spans[r][i]) for i in heard]), name))
         _beside(cnn_job, *(table_job(e) for e in tables))
 
-    for b, last in _with_last(read()):
-        for k, st in streams.items():
-            bufs[k].add(st.feed(b, last))
-        ready = done
-        while ready < len(segs) and bounds[ready][1] <= bufs["cnn"].end and all(
-                spans[r][ready][1] <= bufs[r].end for r in rates):
-            ready += 1
-        if last:
-            ready = len(segs)
-        for i in range(done, ready, BATCH):
-            run(list(range(i, min(i + BATCH, ready))))
-        done = ready
-        if done < len(segs):
-            bufs["cnn"].drop(bounds[done][0])
-            for r in rates:
-                bufs[r].drop(spans[r][done][0])
+    for batch, bufs in _ready_batches(read, sr, rate, skip, bounds, spans):
+        run(batch, bufs)
     _check_heard(name, segs, offset)
     per_fold = {k: np.concatenate(v, axis=1) for k, v in parts.items()}
     _finish(out, ens, per_fold, {k: v.mean(axis=1) for k, v in per_fold.items()},
