@@ -107,6 +107,49 @@ def safe_name(name: str | None) -> str:
     return base or "upload"
 
 
+class _OneFile:
+    """python-multipart's callbacks for a body of one file: its bytes to `out`, counted (413 past
+    `limit`), its file name kept; other fields ignored, further files counted."""
+
+    def __init__(self, out, limit: int):
+        self.out, self.limit = out, limit
+        self.field, self.value, self.name = b"", b"", None
+        self.files, self.size, self.is_file, self.in_file = 0, 0, False, False
+
+    def callbacks(self) -> dict:
+        return {f"on_{k}": getattr(self, k) for k in (
+            "part_begin", "header_field", "header_value", "header_end", "headers_finished",
+            "part_data")}
+
+    def part_begin(self):
+        self.is_file = False
+
+    def header_field(self, data, start, end):
+        self.field += data[start:end]
+
+    def header_value(self, data, start, end):
+        self.value += data[start:end]
+
+    def header_end(self):
+        from python_multipart.multipart import parse_options_header
+        if self.field.lower() == b"content-disposition":
+            _, o = parse_options_header(self.value)
+            if b"filename" in o:
+                self.is_file, self.name = True, o[b"filename"].decode("utf-8", "replace")
+        self.field, self.value = b"", b""
+
+    def headers_finished(self):
+        self.files += self.is_file
+        self.in_file = self.is_file and self.files == 1
+
+    def part_data(self, data, start, end):
+        if self.in_file:
+            self.size += end - start
+            if self.size > self.limit:
+                raise HTTPFault(413, f"upload over serve.max_upload_mb ({self.limit / 1e6:g} MB)")
+            self.out.write(data[start:end])
+
+
 async def spool(request, limit: int) -> tuple[Path, str, tempfile.TemporaryDirectory]:
     """The upload's one file, counted as it arrives (413 past `limit` bytes, before the rest is
     read) and written to a temporary folder removed by the caller; (path, file name, folder)."""
@@ -120,58 +163,24 @@ async def spool(request, limit: int) -> tuple[Path, str, tempfile.TemporaryDirec
         raise HTTPFault(400, "expected multipart/form-data with one file (field `file`)")
     folder = tempfile.TemporaryDirectory(prefix="ser-upload-")
     target = Path(folder.name) / "audio"  # a fixed name: nothing of the request in a path
-    st = {"field": b"", "value": b"", "name": None, "files": 0, "size": 0, "is_file": False,
-          "in_file": False}
-
-    def on_part_begin():
-        st["is_file"] = False
-
-    def on_header_field(data, start, end):
-        st["field"] += data[start:end]
-
-    def on_header_value(data, start, end):
-        st["value"] += data[start:end]
-
-    def on_header_end():
-        if st["field"].lower() == b"content-disposition":
-            _, o = parse_options_header(st["value"])
-            if b"filename" in o:
-                st["is_file"] = True
-                st["name"] = o[b"filename"].decode("utf-8", "replace")
-        st["field"], st["value"] = b"", b""
-
-    def on_headers_finished():
-        if st["is_file"]:
-            st["files"] += 1
-        st["in_file"] = st["is_file"] and st["files"] == 1
-
-    def on_part_data(data, start, end):
-        if st["in_file"]:
-            st["size"] += end - start
-            if st["size"] > limit:
-                raise HTTPFault(413, f"upload over serve.max_upload_mb ({limit / 1e6:g} MB)")
-            out.write(data[start:end])
-
-    callbacks = {"on_part_begin": on_part_begin, "on_header_field": on_header_field,
-                 "on_header_value": on_header_value, "on_header_end": on_header_end,
-                 "on_headers_finished": on_headers_finished, "on_part_data": on_part_data}
     try:
         with open(target, "wb") as out:
-            parser = MultipartParser(opts[b"boundary"], callbacks)
+            part = _OneFile(out, limit)
+            parser = MultipartParser(opts[b"boundary"], part.callbacks())
             async for chunk in request.stream():
                 parser.write(chunk)
             parser.finalize()
-        if st["files"] != 1:
-            raise HTTPFault(400, f"expected one file, got {st['files']}")
-        if st["size"] == 0:
-            raise HTTPFault(422, f"{safe_name(st['name'])}: empty file")
+        if part.files != 1:
+            raise HTTPFault(400, f"expected one file, got {part.files}")
+        if part.size == 0:
+            raise HTTPFault(422, f"{safe_name(part.name)}: empty file")
     except HTTPFault:
         folder.cleanup()
         raise
     except Exception as err:  # noqa: BLE001 - a malformed body, whatever the parser says
         folder.cleanup()
         raise HTTPFault(400, f"malformed multipart body ({str(err).splitlines()[0]})") from None
-    return target, safe_name(st["name"]), folder
+    return target, safe_name(part.name), folder
 
 
 def create_app(service: Service):
@@ -207,43 +216,56 @@ def create_app(service: Service):
                              "max_seconds": service.params.serve.max_seconds})
 
     async def live(ws):
-        await ws.accept()
-        try:
-            config = json.loads(await ws.receive_text())
-            sr = int(config["sample_rate"])
-            if not 1000 <= sr <= 384000:
-                raise ValueError(f"sample_rate {sr} out of range")
-        except (ValueError, KeyError, TypeError, json.JSONDecodeError) as err:
-            await ws.send_json({"error": f"expected {{\"sample_rate\": N}} first ({err})"})
-            await ws.close(code=1003)
-            return
-        session = LiveSession(service, sr)
-        while True:
-            msg = await ws.receive()
-            if msg["type"] == "websocket.disconnect":
-                return
-            if msg.get("bytes") is not None:
-                try:
-                    session.add(msg["bytes"])
-                except HTTPFault as err:
-                    await ws.send_json({"error": str(err)})
-                    await ws.close(code=1009)
-                    return
-                for seg in await run_in_threadpool(session.new_segments):
-                    await ws.send_json({"segment": seg})
-            elif msg.get("text") == "stop":
-                try:
-                    final = await run_in_threadpool(session.final)
-                    await ws.send_json({"final": final})
-                except HTTPFault as err:
-                    await ws.send_json({"error": str(err)})
-                await ws.close()
-                return
+        await _live(ws, service, run_in_threadpool)
 
     return Starlette(routes=[Route(p, page) for p in PAGES] + [
         Route("/api/predict", api_predict, methods=["POST"]),
         Route("/api/info", api_info),
         WebSocketRoute("/api/live", live)])
+
+
+async def _live_rate(ws) -> int | None:
+    """The live client's first message, {"sample_rate": N}; None (told, closed) when it is not."""
+    try:
+        config = json.loads(await ws.receive_text())
+        sr = int(config["sample_rate"])
+        if not 1000 <= sr <= 384000:
+            raise ValueError(f"sample_rate {sr} out of range")
+        return sr
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError) as err:
+        await ws.send_json({"error": f"expected {{\"sample_rate\": N}} first ({err})"})
+        await ws.close(code=1003)
+        return None
+
+
+async def _live(ws, service: Service, in_thread) -> None:
+    """`WS /api/live`: the rate, then PCM chunks (each complete segment answered as it comes),
+    then `stop` (the whole recording's answer); the models run in a thread (`in_thread`)."""
+    await ws.accept()
+    sr = await _live_rate(ws)
+    if sr is None:
+        return
+    session = LiveSession(service, sr)
+    while True:
+        msg = await ws.receive()
+        if msg["type"] == "websocket.disconnect":
+            return
+        if msg.get("bytes") is not None:
+            try:
+                session.add(msg["bytes"])
+            except HTTPFault as err:
+                await ws.send_json({"error": str(err)})
+                await ws.close(code=1009)
+                return
+            for seg in await in_thread(session.new_segments):
+                await ws.send_json({"segment": seg})
+        elif msg.get("text") == "stop":
+            try:
+                await ws.send_json({"final": await in_thread(session.final)})
+            except HTTPFault as err:
+                await ws.send_json({"error": str(err)})
+            await ws.close()
+            return
 
 
 class LiveSession:
