@@ -75,10 +75,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--windows", type=int, default=5)
-    ap.add_argument("--epoch-clips", type=int, default=3222,
-                    help="augmented training clips per epoch (default protocol: 1074 x 3)")
+    ap.add_argument("--epoch-clips", type=int, default=2688,
+                    help="augmented training clips per epoch (an actor fold: 896 x 3)")
     ap.add_argument("--eval-batches", type=int, default=12,
-                    help="forward-only batches per epoch (8 BN recalibration + 4 for 202 val clips)")
+                    help="forward-only batches per epoch (8 BN recalibration + 4 for 224 val clips)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
