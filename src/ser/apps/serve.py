@@ -216,7 +216,7 @@ def create_app(service: Service):
                              "max_seconds": service.params.serve.max_seconds})
 
     async def live(ws):
-        await _live(ws, service, run_in_threadpool)
+        await _live(ws, service)
 
     return Starlette(routes=[Route(p, page) for p in PAGES] + [
         Route("/api/predict", api_predict, methods=["POST"]),
@@ -238,9 +238,10 @@ async def _live_rate(ws) -> int | None:
         return None
 
 
-async def _live(ws, service: Service, in_thread) -> None:
+async def _live(ws, service: Service) -> None:
     """`WS /api/live`: the rate, then PCM chunks (each complete segment answered as it comes),
-    then `stop` (the whole recording's answer); the models run in a thread (`in_thread`)."""
+    then `stop` (the whole recording's answer); the models run in Starlette's thread pool."""
+    from starlette.concurrency import run_in_threadpool
     await ws.accept()
     sr = await _live_rate(ws)
     if sr is None:
@@ -257,11 +258,11 @@ async def _live(ws, service: Service, in_thread) -> None:
                 await ws.send_json({"error": str(err)})
                 await ws.close(code=1009)
                 return
-            for seg in await in_thread(session.new_segments):
+            for seg in await run_in_threadpool(session.new_segments):
                 await ws.send_json({"segment": seg})
         elif msg.get("text") == "stop":
             try:
-                await ws.send_json({"final": await in_thread(session.final)})
+                await ws.send_json({"final": await run_in_threadpool(session.final)})
             except HTTPFault as err:
                 await ws.send_json({"error": str(err)})
             await ws.close()
