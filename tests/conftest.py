@@ -219,7 +219,8 @@ def make_repo(d: Path, archive: Path) -> dict:
     p["features_logmel"].update(augment_copies=1)
     p["folds"].update(runs=E2E_RUNS, actor_fold_size=1)
     # one process: starting workers takes longer than this grid (test_svm: same model either way)
-    p["train_svm"].update(C=[1, 10], gamma=[0.005, 0.01], cv_folds=2, n_jobs=1)
+    p["train_svm"].update(C=[1, 10], gamma=[0.005, 0.01], cv_folds=2)
+    p["runtime"].update(n_jobs=1)
     p["train_cnn_lstm"].update(filters=[4, 4, 8, 8], lstm_units=16, epochs=3,
                                bn_recalibration_batches=2)
     p["report"].update(bootstrap=200)

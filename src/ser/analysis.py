@@ -19,14 +19,13 @@ digital silence is flagged `silent` and given no emotion.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ser import modelfile, registry
+from ser import inference, registry
 from ser.audio import SILENCE, Resampler, at_rate, blocks, decode, info, silent_error
 from ser.errors import SerError
 from ser.features import egemaps, stats
@@ -36,8 +35,8 @@ from ser.registry import Family
 
 PROTOCOL_ORDER = ("actor", "random", "holdout")  # auto: the first whose models exist
 PRODUCER = "dvc repro"  # what makes the models
-DEFAULT_MODELS = Path("data/models")  # this repository's own runs
-SHIPPED = Path("models")               # the released models, committed (stage release)
+COMMITTED = Path("models")  # the training stages' models, committed to git; dvc.lock beside it
+LOCK = "dvc.lock"           # records each model file's md5: a file that differs is refused
 TABLES = {m.FAMILY: m for m in (stats, egemaps)}  # feature families of one row per recording
 
 
@@ -114,12 +113,12 @@ def load_ensemble(models: Path, family: Family, protocol: str, params: Params,
     files = model_files(models, family.name, protocol, params, fold)
     if files is None:
         return None
-    check_shipped(models, files)
+    check_committed(models, files)
     section = f"features_{family.features}"
     current = getattr(params, section).saved()
     ens = None
     for f in files:
-        meta, proba = family.read_model(f)
+        meta, proba = inference.read_model(family, f)
         feats = _check_features(f, (meta.get("features") or {}).get("params"), current, section)
         if ens is None:
             ens = Ensemble(family, protocol, [], meta["classes"], feats, meta.get("columns"), [])
@@ -148,39 +147,41 @@ def load_ensembles(models: Path, families: list[str], protocol: str, params: Par
 
 
 def default_models(families: list[str]) -> tuple[Path, str]:
-    """Where the models come from when none is named: this repository's runs (data/models) when
-    a run made any of these families, else the shipped models (models/); and a line saying so."""
-    if any(any((DEFAULT_MODELS / f).glob(f"*{modelfile.SUFFIX}")) for f in families):
-        return DEFAULT_MODELS, f"models: this repository's own runs ({DEFAULT_MODELS})"
-    manifest = SHIPPED / "manifest.json"
-    if manifest.is_file():
-        m = read_manifest(SHIPPED)
-        codes = sorted({e["code"] for e in m["files"].values()})
-        return SHIPPED, (f"models: the shipped models ({SHIPPED}/, released {m.get('released', '?')}, "
-                         f"{'; '.join(codes)})")
-    return DEFAULT_MODELS, f"models: none in {DEFAULT_MODELS} or {SHIPPED}"
+    """Where the models come from when none is named: the committed ones (models/, each file
+    checked against dvc.lock), and a line saying so."""
+    return COMMITTED, f"models: the committed models ({COMMITTED}/, checked against {LOCK})"
 
 
-def read_manifest(folder: Path) -> dict:
+def _lock_md5s(lock: Path) -> dict[str, str]:
+    """Every output path dvc.lock records, with its md5."""
+    import yaml
     try:
-        return json.loads((folder / "manifest.json").read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise SerError(f"{folder / 'manifest.json'}: unreadable ({err})") from None
+        stages = (yaml.load(lock.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+                  or {}).get("stages") or {}
+        return {o["path"]: o["md5"] for st in stages.values() for o in st.get("outs") or []
+                if "md5" in o}
+    except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError) as err:
+        raise SerError(f"{lock}: unreadable ({str(err).splitlines()[0]})") from None
 
 
-def check_shipped(folder: Path, files: list[Path]) -> None:
-    """A shipped file whose sha256 is not its manifest's is refused, in one line."""
-    if not (folder / "manifest.json").is_file():
+def check_committed(folder: Path, files: list[Path]) -> None:
+    """In a repository's models/ folder (a dvc.lock beside it), every file must have the md5 that
+    dvc.lock records for it, the one the committed report measured: else it is refused, in one
+    line. Files elsewhere (--models DIR) are not checked against a lock."""
+    lock = folder.parent / LOCK
+    if folder.name != COMMITTED.name or not lock.is_file():
         return
-    entries = read_manifest(folder)["files"]
+    md5s = _lock_md5s(lock)
     for f in files:
-        rel = f.relative_to(folder).as_posix()
-        want = entries.get(rel, {}).get("sha256")
-        got = hashlib.sha256(f.read_bytes()).hexdigest()
-        if want != got:
-            raise SerError(f"{f}: sha256 {got[:16]}... is not the manifest's "
-                           f"({(want or 'no entry')[:16]}...): refused; restore it with "
-                           f"`git checkout {f}`")
+        rel = f.relative_to(folder.parent).as_posix()
+        want = md5s.get(rel)
+        if want is None:
+            raise SerError(f"{f}: not recorded in {lock} (no stage of this checkout wrote it): "
+                           f"refused; run `{PRODUCER}`, or pass --models with its folder")
+        got = hashlib.md5(f.read_bytes()).hexdigest()
+        if got != want:
+            raise SerError(f"{f}: md5 {got[:12]}... is not the one {lock} records ({want[:12]}...): "
+                           f"refused; restore it with `git checkout {f}`, or run `{PRODUCER}`")
 
 
 def window_grid(ens: list[Ensemble], params: Params) -> FeaturesLogmel:

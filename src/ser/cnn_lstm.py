@@ -4,7 +4,8 @@ Each log-mel window goes through the same four Local Feature Learning Blocks (LF
 per-window vectors feed an LSTM whose last state is classified. Initialisation and batch-norm
 settings follow Keras' defaults, since the reference was written in Keras. The constructor's
 arguments come from params.yaml's train_cnn_lstm section (ser.stages.train_cnn_lstm) and travel
-in every model file (ser.modelfile), from which `load` rebuilds the network for inference.
+in every model file (ser.modelfile), from which ser.inference rebuilds the network. Training and
+inference share this module; neither's own code is here.
 """
 
 from __future__ import annotations
@@ -12,14 +13,11 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ser import modelfile
 from ser.errors import SerError
 
 
@@ -344,28 +342,3 @@ def prepare(model: nn.Module, *, device: str, channels_last: bool, bf16: bool | 
     if compile:
         model = torch.compile(model)
     return model, autocast
-
-
-def read_model(path: Path, *, bf16: bool | str = "auto") -> tuple[dict, Callable[[np.ndarray], np.ndarray]]:
-    """A CNN-LSTM model file: (its meta, a function from log-mel windows (segments, windows, mels,
-    frames) to class probabilities in meta["classes"]' order). Precision is the reader's: bf16
-    where the processor has it (bf16="auto"), else fp32; channels-last on the CPU."""
-    meta, data = modelfile.read(path, modelfile.WEIGHTS, family="cnn_lstm")
-    state = modelfile.tensors_from(data, path)
-    try:
-        raw = CNNLSTM(len(meta["classes"]), **meta["network"])
-        raw.load_state_dict(state)
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        raise SerError(f"{path}: network and weights do not match ({str(err).splitlines()[0]})") from None
-    model, autocast = prepare(raw, device="cpu", channels_last=True, bf16=bf16)
-    model.eval()
-
-    @torch.no_grad()
-    def proba(x: np.ndarray, batch: int = 64) -> np.ndarray:
-        xb = torch.from_numpy(np.asarray(x, dtype=np.float32))
-        logits = []
-        for i in range(0, len(xb), batch):
-            with autocast():
-                logits.append(model(xb[i:i + batch]).float())
-        return torch.softmax(torch.cat(logits), 1).numpy()
-    return meta, proba

@@ -1,5 +1,6 @@
 """Which of the package's modules a module runs: the one import walk behind dvc.yaml's deps (the
-deps test holds each stage to it) and the training code's fingerprint (ser.stages.train_cnn_lstm).
+deps test holds each stage to it) and the training code's version in model files and checkpoints
+(ser.stages.train_cnn_lstm, train_svm), so that both change exactly when DVC's deps do.
 
 Modules are named as imported, e.g. "ser.stages.train_cnn_lstm"; the walk reads source files
 (ast), never imports them, and follows every `import ser...` and `from ser... import ...`, also
@@ -13,9 +14,10 @@ import hashlib
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-# Infrastructure that cannot change a stage's output: the error type, atomic writes, and the params
-# loader (it holds no defaults; each stage declares the params it reads, and the values are hashed).
-EXEMPT = frozenset({"ser.errors", "ser.io", "ser.params"})
+# Infrastructure that cannot change a stage's output: the error type, atomic writes, the params
+# loader (it holds no defaults; each stage declares the params it reads, and the values are hashed),
+# glibc's memory settings (ser.cpu: speed only) and this walk itself.
+EXEMPT = frozenset({"ser.errors", "ser.io", "ser.params", "ser.cpu", "ser.deps"})
 
 
 def module_file(module: str) -> Path | None:

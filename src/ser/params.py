@@ -58,7 +58,6 @@ class Download(_Section):
 class Prepare(_Section):
     # "seven": calm relabelled neutral, the original neutral clips dropped (the reference protocol).
     classes: Literal["seven", "eight"]
-    n_jobs: Jobs
 
 
 PROTOCOLS = ("random", "actor", "holdout")
@@ -104,15 +103,15 @@ class Folds(_Section):
 
 
 class _FeatureSection(_Section):
-    """A feature family's params. All but n_jobs decide the features' values: those are saved
-    beside the features and in every model file, and `ser predict` rebuilds the section from them."""
+    """A feature family's params. Each decides the features' values: they are saved beside the
+    features and in every model file, and `ser predict` rebuilds the section from them."""
 
     def saved(self) -> dict:
-        return self.model_dump(exclude={"n_jobs"})
+        return self.model_dump()
 
     @classmethod
     def from_saved(cls, saved: dict):
-        return cls(**saved, n_jobs=1)
+        return cls(**saved)
 
 
 Level = Annotated[float, Field(ge=-80, le=0, allow_inf_nan=False)] | None  # dBFS
@@ -131,7 +130,6 @@ class FeaturesStats(_FeatureSection):
     level_dbfs: Level    # the recording scaled to this level first (ser.features.level; null: as is)
     floor_db: Floor      # white noise this far below that level added (null: none)
     trim_db: Trim        # silence before and after the sound cut first (null: kept)
-    n_jobs: Jobs
 
 
 class FeaturesLogmel(_FeatureSection):
@@ -151,7 +149,6 @@ class FeaturesLogmel(_FeatureSection):
     snr_db_max: int  # inclusive, as the reference's randint(15, 30)
     seed: int
     dtype: Literal["float16", "float32"]
-    n_jobs: Jobs
 
     @model_validator(mode="after")
     def _consistent(self) -> "FeaturesLogmel":
@@ -173,7 +170,6 @@ class FeaturesEgemaps(_FeatureSection):
     level_dbfs: Level
     floor_db: Floor
     trim_db: Trim
-    n_jobs: Jobs
 
 
 class TrainSvm(_Section):
@@ -183,7 +179,6 @@ class TrainSvm(_Section):
     gamma: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)
     cv_folds: Annotated[int, Field(ge=2)]
     seed: int
-    n_jobs: Jobs
 
 
 class TrainCnnLstm(_Section):
@@ -194,7 +189,7 @@ class TrainCnnLstm(_Section):
     lstm_units: Annotated[int, Field(ge=1)]
     lstm_layers: Annotated[int, Field(ge=1)]
     lstm_dropout: Annotated[float, Field(ge=0, lt=1)]
-    lstm: Literal["keras", "torch"]  # ser.model.KerasLSTM: the reference's gates
+    lstm: Literal["keras", "torch"]  # ser.cnn_lstm.KerasLSTM: the reference's gates
     bn_momentum: Prob  # PyTorch convention; Keras' momentum 0.99
     bn_eps: Annotated[float, Field(gt=0)]
     bn_recalibration_batches: Annotated[int, Field(ge=0)]
@@ -206,14 +201,10 @@ class TrainCnnLstm(_Section):
     patience: Annotated[int, Field(ge=1)]
     max_train_clips: Annotated[int, Field(ge=0)]  # 0: all; else a fixed random subset
     seed: int
-    device: Literal["auto", "cpu", "cuda"]
     channels_last: bool
     bf16: Literal["auto"] | bool
-    compile: bool
-    fast_dropout: bool  # ser.model.FastDropout: same distribution, cheaper mask
-    pool_first: bool  # ser.model.BatchNormELUPool: same function, BN + ELU on pooled maps
-    reuse_memory: bool  # glibc keeps freed memory (ser.cpu): no page faults per step
-    threads: Annotated[int, Field(ge=0)]  # 0: torch's default
+    fast_dropout: bool  # ser.cnn_lstm.FastDropout: same distribution, cheaper mask
+    pool_first: bool  # ser.cnn_lstm.BatchNormELUPool: same function, BN + ELU on pooled maps
 
     @model_validator(mode="after")
     def _blocks(self) -> "TrainCnnLstm":
@@ -271,8 +262,14 @@ class Corpus(_Section):
         return self
 
 
-class EvaluateCorpus(_Section):
-    n_jobs: Jobs  # worker processes over the clips (-1: every core)
+class Runtime(_Section):
+    """How fast and where the stages run, never what they compute: no stage declares these, so
+    changing one reruns nothing (the tests that compare n_jobs, threads and memory reuse say so)."""
+    n_jobs: Jobs     # worker processes: prepare, features, the SVMs' grid search, corpus evaluation
+    threads: Annotated[int, Field(ge=0)]  # torch threads while training (0: torch's default)
+    device: Literal["auto", "cpu", "cuda"]  # where the CNN-LSTM trains (auto: cuda when available)
+    compile: bool    # torch.compile the training step
+    reuse_memory: bool  # glibc keeps freed memory (ser.cpu): no page faults per step
 
 
 class Serve(_Section):
@@ -313,7 +310,7 @@ class Params(_Section):
     predict: PredictParams
     serve: Serve
     corpora: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], Corpus]
-    evaluate_corpus: EvaluateCorpus
+    runtime: Runtime
 
     @model_validator(mode="after")
     def _runs(self) -> "Params":

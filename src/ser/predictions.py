@@ -2,8 +2,8 @@
 read off it.
 
 One row per clip: clip_id, split, label (true), pred, and prob_<class> for every class; pred is
-always the most probable class. The report compares the families clip by clip through it, so its
-format lives here alone, and every table is checked where it is read.
+always the most probable class. The report compares the families clip by clip through it; its
+writer is here, its checked reader in ser.runs (which the training stages do not run).
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
-
-from ser.errors import SerError
 
 PROB_PREFIX = "prob_"
 
@@ -29,50 +27,6 @@ def predictions_frame(clip_ids: Sequence[str], splits: Sequence[str], labels: Se
                        "pred": np.asarray(classes)[proba.argmax(axis=1)]})
     for j, c in enumerate(classes):
         df[PROB_PREFIX + c] = proba[:, j]
-    return df
-
-
-def classes_of(pred: pd.DataFrame) -> list[str]:
-    return [c.removeprefix(PROB_PREFIX) for c in pred.columns if c.startswith(PROB_PREFIX)]
-
-
-def read_predictions(path) -> pd.DataFrame:
-    """A predictions table, checked once here: any fault is one line naming the file."""
-    try:
-        df = pd.read_csv(path, dtype={"clip_id": str, "split": str, "label": str, "pred": str})
-    except FileNotFoundError:
-        raise SerError(f"{path}: predictions table not found (run its training stage first)") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
-        raise SerError(f"{path}: not a predictions table ({str(err).splitlines()[0]})") from None
-    missing = {"clip_id", "split", "label", "pred"} - set(df.columns)
-    if missing or not classes_of(df):
-        raise SerError(f"{path}: not a predictions table (missing {sorted(missing) or 'prob_ columns'})")
-    if df.empty:
-        raise SerError(f"{path}: a predictions table without rows")
-    classes = classes_of(df)
-    dup = df["clip_id"].duplicated()
-    if dup.any():
-        raise SerError(f"{path}: clip {df.loc[dup, 'clip_id'].iloc[0]} appears twice")
-    for col in ("label", "pred"):
-        bad = ~df[col].isin(classes)
-        if bad.any():
-            raise SerError(f"{path}: row of clip {df.loc[bad, 'clip_id'].iloc[0]}: {col} "
-                           f"{df.loc[bad, col].iloc[0]!r} is not one of the table's classes")
-    bad = ~df["split"].isin(["val", "test"])
-    if bad.any():
-        raise SerError(f"{path}: row of clip {df.loc[bad, 'clip_id'].iloc[0]}: split "
-                       f"{df.loc[bad, 'split'].iloc[0]!r} (expected val or test)")
-    proba = df[[PROB_PREFIX + c for c in classes]].apply(pd.to_numeric, errors="coerce").to_numpy()
-    bad = ~(np.isfinite(proba).all(axis=1) & (proba >= 0).all(axis=1) & (proba <= 1).all(axis=1)
-            & (np.abs(proba.sum(axis=1) - 1) < 1e-3))
-    if bad.any():
-        raise SerError(f"{path}: row of clip {df.loc[bad, 'clip_id'].iloc[0]}: probabilities missing, "
-                       "out of [0, 1] or not summing to 1")
-    top = proba[np.arange(len(df)), [classes.index(c) for c in df["pred"]]]
-    bad = top < proba.max(axis=1)
-    if bad.any():
-        raise SerError(f"{path}: row of clip {df.loc[bad, 'clip_id'].iloc[0]}: pred is not the most "
-                       "probable class")
     return df
 
 

@@ -2,45 +2,33 @@
 metrics and `ser predict` / `ser serve` know of a family, they read here.
 
 Adding a family: its training stage module (ser/stages/), its params section, its dvc.yaml entry
-(writing data/models/<family>/<run>.model and data/runs/<family>/<run>/predictions.csv) and an
-entry below; tests/test_registry.py holds the registry, dvc.yaml and params.yaml in agreement.
+(writing models/<family>/<run>.model and runs/<family>/<run>/predictions.csv), an entry below and,
+for a new kind of model, its reader in ser.inference; tests/test_registry.py holds the registry,
+dvc.yaml and params.yaml in agreement.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-
-import numpy as np
 
 
 @dataclass(frozen=True)
 class Family:
-    name: str          # as in paths and metric keys: data/models/<name>/, random.<name>.accuracy
+    name: str          # as in paths and metric keys: models/<name>/, random.<name>.accuracy
     label: str         # as shown in the report, the figures and predict's output
     features: str      # its feature family (ser.features.<features>; params features_<features>)
-    stage: str         # its training stage (ser.stages.<stage>; dvc.yaml train_<...>)
+    stage: str         # its training stage (ser.stages.<stage>; dvc.yaml train_<...>), which
+                       #   also says how ser.inference reads its model files
     color: str         # in every figure
-    reader: str        # "module:function" that reads its model file: path -> (meta, proba)
     about: str         # one line for the report and the README
-
-    def read_model(self, path: Path) -> tuple[dict, Callable[[np.ndarray], np.ndarray]]:
-        """(meta, proba): proba maps this family's feature rows to class probabilities."""
-        module, func = self.reader.split(":")
-        fn = getattr(importlib.import_module(module), func)
-        return fn(path, self.name) if self.stage == "train_svm" else fn(path)
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
-    Family("svm_stats", "SVM", "stats", "train_svm", "#1f77b4", "ser.svm_pipeline:read_model",
+    Family("svm_stats", "SVM", "stats", "train_svm", "#1f77b4",
            "the reference's SVM on 200 global statistics of 20 frame-level features"),
     Family("svm_egemaps", "eGeMAPS SVM", "egemaps", "train_svm", "#2ca02c",
-           "ser.svm_pipeline:read_model",
            "the same SVM pipeline on the 88 eGeMAPS v02 functionals (openSMILE)"),
     Family("cnn_lstm", "CNN-LSTM", "logmel", "train_cnn_lstm", "#ff7f0e",
-           "ser.cnn_lstm:read_model",
            "the reference's time-distributed CNN + LSTM on log-mel windows"),
 )}
 REFERENCE_SVM, NETWORK = "svm_stats", "cnn_lstm"  # the reference's question: NETWORK minus REFERENCE_SVM

@@ -6,14 +6,10 @@ protocols, grouped by actor for the actor protocol (no speaker in both an inner 
 inner validation fold). Probabilities are calibrated decision scores (CalibratedClassifierCV,
 sigmoid, on the same inner folds, ensemble=False: one pipeline refitted on all training clips).
 
-Model files hold the fitted model in skops' format; TRUSTED lists every type it may contain, and
-loading refuses any other (ser.modelfile).
+Model files hold the fitted model in skops' format (ser.modelfile); ser.inference reads them.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 from sklearn.base import clone
@@ -25,7 +21,6 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from ser import modelfile
 from ser.errors import SerError
 from ser.params import TrainSvm
 
@@ -76,12 +71,13 @@ def inner_folds(y: np.ndarray, groups: np.ndarray | None, p: TrainSvm) -> list:
         raise SerError(f"train_svm: cannot make {p.cv_folds} inner folds ({err})") from None
 
 
-def fit(X: np.ndarray, y: np.ndarray, p: TrainSvm,
-        groups: np.ndarray | None = None) -> tuple[CalibratedClassifierCV, GridSearchCV]:
-    """Grid-search C and gamma, then refit the best pipeline, calibrated, on all of X."""
+def fit(X: np.ndarray, y: np.ndarray, p: TrainSvm, groups: np.ndarray | None = None,
+        n_jobs: int = 1) -> tuple[CalibratedClassifierCV, GridSearchCV]:
+    """Grid-search C and gamma (n_jobs processes: the same model whatever their number), then
+    refit the best pipeline, calibrated, on all of X."""
     cv = inner_folds(y, groups, p)
     search = GridSearchCV(build_pipeline(p), {"svc__C": p.C, "svc__gamma": p.gamma},
-                          scoring="accuracy", cv=cv, n_jobs=p.n_jobs, refit=False)
+                          scoring="accuracy", cv=cv, n_jobs=n_jobs, refit=False)
     try:
         search.fit(X, y)
     except ValueError as err:
@@ -94,84 +90,3 @@ def fit(X: np.ndarray, y: np.ndarray, p: TrainSvm,
 def fitted_pipeline(model: CalibratedClassifierCV) -> Pipeline:
     """The pipeline inside the calibrated model, fitted on all training clips."""
     return model.calibrated_classifiers_[0].estimator
-
-
-
-# Every type a fitted model holds (skops names them so); loading builds these and no other.
-TRUSTED = [
-    "sklearn.calibration.CalibratedClassifierCV", "sklearn.calibration._CalibratedClassifier",
-    "sklearn.calibration._SigmoidCalibration", "sklearn.pipeline.Pipeline",
-    "sklearn.preprocessing._data.StandardScaler", "sklearn.feature_selection._univariate_selection.SelectFpr",
-    "sklearn.feature_selection._univariate_selection.f_classif", "sklearn.svm._classes.SVC",
-    f"{CappedPCA.__module__}.CappedPCA",
-]
-
-
-def read_model(path: Path, family: str) -> tuple[dict, Callable[[np.ndarray], np.ndarray]]:
-    """An SVM family's model file: (its meta, a function from feature rows (meta["columns"] in
-    order) to class probabilities in meta["classes"]' order)."""
-    meta, data = modelfile.read(path, modelfile.ESTIMATOR, family=family)
-    model = modelfile.estimator_from(data, TRUSTED, path)
-    try:
-        order = [list(model.classes_).index(c) for c in meta["classes"]]
-    except (AttributeError, KeyError, ValueError):
-        raise SerError(f"{path}: the estimator's classes do not match the file's") from None
-
-    fast = fast_proba(model)
-
-    def proba(x: np.ndarray) -> np.ndarray:
-        return fast(np.asarray(x, dtype=float))[:, order]
-    return meta, proba
-
-
-def fast_proba(model: CalibratedClassifierCV) -> Callable[[np.ndarray], np.ndarray]:
-    """model.predict_proba without scikit-learn's checks of every input at every step, which
-    cost 7 ms a call (most of a corpus clip's SVM time: benchmarks/README.md): the same
-    operations on the fitted arrays in the same order, so the same bits (tests/test_svm.py
-    compares them on fitted models). A model of another shape keeps predict_proba."""
-    from scipy.special import expit
-    from sklearn.preprocessing import LabelEncoder
-    from sklearn.utils.multiclass import _ovr_decision_function
-
-    plans = []
-    for cc in model.calibrated_classifiers_:
-        *steps, (_, svc) = cc.estimator.steps
-        if (cc.method != "sigmoid" or not isinstance(svc, SVC) or svc.decision_function_shape != "ovr"
-                or len(cc.classes) < 3 or callable(svc.kernel) or svc._sparse
-                or not all(type(t) in (StandardScaler, SelectFpr, CappedPCA, PCA) for _, t in steps)
-                or any(isinstance(t, PCA) and t.whiten for _, t in steps)):
-            return model.predict_proba
-        pos = LabelEncoder().fit(cc.classes).transform(svc.classes_)
-        plans.append(([t for _, t in steps], svc, pos, cc.calibrators, len(cc.classes)))
-
-    def transform(t, x: np.ndarray) -> np.ndarray:
-        if isinstance(t, StandardScaler):  # its transform: a copy, centred then scaled in place
-            x = x.copy()
-            if t.with_mean:
-                x -= t.mean_.astype(x.dtype)
-            if t.with_std:
-                x /= t.scale_.astype(x.dtype)
-            return x
-        if isinstance(t, SelectFpr):
-            return x[:, t.get_support()]
-        return t._transform(x, xp=np)  # PCA: project, then centre the projection
-
-    def proba(x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
-        mean = np.zeros((len(x), len(model.classes_)))
-        for steps, svc, pos, calibrators, n_classes in plans:
-            z = x
-            for t in steps:
-                z = transform(t, z)
-            dec = svc._dense_decision_function(np.ascontiguousarray(z))
-            dec = _ovr_decision_function(dec < 0, -dec, len(svc.classes_))
-            p = np.zeros((len(x), n_classes))
-            for k, col, cal in zip(pos, dec.T, calibrators):
-                p[:, k] = expit(-(cal.a_ * col + cal.b_))
-            den = np.sum(p, axis=1)[:, np.newaxis]
-            p = np.divide(p, den, out=np.full_like(p, 1 / n_classes), where=den != 0)
-            p[(1.0 < p) & (p <= 1.0 + 1e-5)] = 1.0
-            mean += p
-        mean /= len(plans)
-        return mean
-    return proba

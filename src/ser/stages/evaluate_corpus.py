@@ -9,7 +9,7 @@ default (the actor protocol's fold models, averaged) and each of its fold models
 same features (ser.analysis.analyse_audio with folds). A clip that cannot be decoded stops
 the stage with one line naming it: results must be on the corpus declared.
 
-The clips are shared among `evaluate_corpus.n_jobs` worker processes (each its models and one
+The clips are shared among `runtime.n_jobs` worker processes (each its models and one
 torch thread); each clip's answer does not depend on which worker read it.
 
 Writes `predictions.csv`: one row per clip, family and model (`ensemble` or the fold's run), with
@@ -84,7 +84,7 @@ def run(params_path: Path, name: str, corpus: Path, models: Path, out: Path) -> 
     log.info("%s: %d of %d clips (%d speakers) through %s", name, len(kept), len(table),
              kept["speaker"].nunique(), ", ".join(f"{e.family.label} ({e.describe()})" for e in ens))
     t0 = time.perf_counter()
-    jobs = max(1, min(len(kept), effective_n_jobs(params.evaluate_corpus.n_jobs)))
+    jobs = max(1, min(len(kept), effective_n_jobs(params.runtime.n_jobs)))
     chunks = [kept.iloc[i::jobs] for i in range(jobs)]
     if jobs == 1:
         parts = [evaluate(ens, params, grid, corpus, chunks[0], name, progress=True)]

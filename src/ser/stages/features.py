@@ -45,10 +45,11 @@ def table_row(family: str, path: Path, p) -> np.ndarray:
     return v
 
 
-def write_table(family: str, p, corpus: Path, manifest: pd.DataFrame, out: Path) -> None:
+def write_table(family: str, p, corpus: Path, manifest: pd.DataFrame, out: Path,
+                n_jobs: int = 1) -> None:
     mod = TABLES[family]
     log.info("%s: %d features for %d clips", family, len(mod.columns(p)), len(manifest))
-    rows = Parallel(n_jobs=p.n_jobs)(delayed(table_row)(family, corpus / path, p) for path in
+    rows = Parallel(n_jobs=n_jobs)(delayed(table_row)(family, corpus / path, p) for path in
                                      tqdm(manifest["path"], desc=f"features {family}", unit="clip"))
     df = pd.DataFrame(np.vstack(rows), columns=mod.columns(p), index=manifest["clip_id"])
     df.attrs.update(family=family, params=p.saved())  # a model file carries them
@@ -57,13 +58,13 @@ def write_table(family: str, p, corpus: Path, manifest: pd.DataFrame, out: Path)
     log.info("wrote %s (%d x %d)", out, *df.shape)
 
 
-def write_logmel(p, corpus: Path, manifest: pd.DataFrame, out: Path) -> None:
+def write_logmel(p, corpus: Path, manifest: pd.DataFrame, out: Path, n_jobs: int = 1) -> None:
     index = logmel_index(list(manifest["clip_id"]), p.augment_copies)
     n_frames = 1 + p.n_samples // p.hop_length
     shape = (len(index), 1 + (n_frames - p.win_size) // p.win_step, p.n_mels, p.win_size)
     log.info("logmel: windows for %d clips (%d rows with augmentation) -> %s %s",
              len(manifest), len(index), shape, p.dtype)
-    jobs = Parallel(n_jobs=p.n_jobs, return_as="generator")(
+    jobs = Parallel(n_jobs=n_jobs, return_as="generator")(
         delayed(logmel.clip_features)(corpus / r.path, r.clip_id, p.augment_copies, p)
         for r in manifest.itertuples(index=False))
     with atomic_dir(out) as tmp:
@@ -81,12 +82,13 @@ def write_logmel(p, corpus: Path, manifest: pd.DataFrame, out: Path) -> None:
 
 
 def run(params_path: Path, family: str, corpus: Path, manifest_path: Path, out: Path) -> None:
-    p = getattr(load_params(params_path), f"features_{family}")
+    params = load_params(params_path)
+    p = getattr(params, f"features_{family}")
     manifest = read_manifest(manifest_path)
     if family == logmel.FAMILY:
-        write_logmel(p, corpus, manifest, out)
+        write_logmel(p, corpus, manifest, out, params.runtime.n_jobs)
     else:
-        write_table(family, p, corpus, manifest, out)
+        write_table(family, p, corpus, manifest, out, params.runtime.n_jobs)
 
 
 def main() -> None:

@@ -51,8 +51,8 @@ def scan(corpus: Path, classes: str, n_jobs: int = 1) -> pd.DataFrame:
 
 
 def run(params_path: Path, corpus: Path, out: Path) -> None:
-    p = load_params(params_path).prepare
-    df = scan(corpus, p.classes, p.n_jobs)
+    params = load_params(params_path)
+    df = scan(corpus, params.prepare.classes, params.runtime.n_jobs)
     with atomic_path(out) as tmp:
         df.to_csv(tmp, index=False)
     log.info("wrote %s: %d clips of %d actors, %d classes", out, len(df), df["actor"].nunique(),

@@ -34,7 +34,8 @@ from ser.features import level
 from ser.intervals import SUMMARY, Interval
 from ser.io import atomic_dir, write_json, write_text
 from ser.params import PARAMS_FILE, Params, load_params
-from ser.predictions import PROB_PREFIX, classes_of, read_predictions
+from ser.predictions import PROB_PREFIX
+from ser.runs import classes_of, read_predictions
 from ser.render import to_html, to_markdown
 from ser.store import read_manifest
 

@@ -1,15 +1,16 @@
 """Stage train_cnn_lstm: train the CNN-LSTM of one run (protocol and fold), early-stop on validation.
 
     bin/stage train_cnn_lstm --run random-0 --folds data/folds/random-0.csv \
-        --features data/features/logmel --model data/models/cnn_lstm/random-0.model \
-        --out data/runs/cnn_lstm/random-0 --checkpoint data/checkpoints/cnn_lstm/random-0.ckpt
+        --features data/features/logmel --model models/cnn_lstm/random-0.model \
+        --out runs/cnn_lstm/random-0 --checkpoint checkpoints/cnn_lstm/random-0.ckpt
 
 A checkpoint after every epoch lets an interrupted run resume where it stopped and end with
 the same model as an uninterrupted one (per-epoch shuffles come from (seed, epoch); the torch
 RNG, optimiser and scheduler states travel in the checkpoint). A checkpoint is resumed only
-when it was written from the same params, features, fold and training code (every module this
-one runs: ser.deps); it holds tensors and plain values only and is read with weights_only, so
-reading one runs no code. It is kept when training ends: a rerun of a finished run (e.g. after
+when it was written from what DVC keys this stage on: the same params, features, fold and
+training code (the modules dvc.yaml lists for it: ser.deps); runtime settings (params.yaml
+`runtime`: device, threads, compile, memory reuse) are not part of it. It holds tensors and
+plain values only and is read with weights_only, so reading one runs no code. It is kept when training ends: a rerun of a finished run (e.g. after
 `dvc repro` was killed while its trainer went on) writes the same outputs without training. A
 lock keeps a second trainer off the same run. The outputs are written once, at the end, each
 atomically: the model file (ser.modelfile) and the run folder (predictions, metrics, the
@@ -45,7 +46,7 @@ from ser.cpu import reexec_with_reused_memory
 from ser.errors import SerError, run_cli
 from ser.io import atomic_dir, atomic_path, write_json
 from ser.labels import class_names
-from ser.params import PARAMS_FILE, TrainCnnLstm, load_params, parse_run
+from ser.params import PARAMS_FILE, Runtime, TrainCnnLstm, load_params, parse_run
 from ser.predictions import predictions_frame, split_summaries
 from ser.store import FEATURE_PARAMS, LOGMEL_ARRAY, LOGMEL_INDEX, load_logmel, read_fold
 
@@ -88,7 +89,8 @@ def predict_logits(model: nn.Module, x: np.ndarray, rows: np.ndarray, batch_size
 
 
 def code_version() -> str:
-    """A hash of the training code, every module this stage runs (ser.deps): in every model file."""
+    """A hash of the training code, the modules this stage runs that can change its model (those
+    dvc.yaml lists: ser.deps): in every model file and checkpoint."""
     return f"training code {deps.code_hash(MODULE)[:12]}"
 
 
@@ -100,10 +102,11 @@ def _file_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def fingerprint(p: TrainCnnLstm, features: Path, fold: Path) -> str:
-    """What a checkpoint must match to be resumed: the params that shape learning, the content
-    of every input (features, their index, the fold's table) and the training code."""
-    h = hashlib.sha256(json.dumps(p.model_dump(exclude={"threads", "reuse_memory"}),
+def fingerprint(p: TrainCnnLstm, classes: list[str], features: Path, fold: Path) -> str:
+    """What a checkpoint must match to be resumed, as DVC keys the stage: the training params and
+    classes, the content of every input (features, their index, the fold's table) and the
+    training code."""
+    h = hashlib.sha256(json.dumps({"train_cnn_lstm": p.model_dump(), "classes": classes},
                                   sort_keys=True).encode())
     for f in (features / LOGMEL_ARRAY, features / LOGMEL_INDEX, fold):
         h.update(_file_hash(f).encode())
@@ -197,10 +200,11 @@ class Trainer(NamedTuple):
     device: str
 
 
-def make_trainer(p: TrainCnnLstm, network: dict, n_classes: int, device: str) -> Trainer:
+def make_trainer(p: TrainCnnLstm, network: dict, n_classes: int, device: str,
+                 compile: bool = False) -> Trainer:
     raw = CNNLSTM(n_classes, **network)
     model, autocast = prepare(raw, device=device, channels_last=p.channels_last, bf16=p.bf16,
-                              compile=p.compile)
+                              compile=compile)
     opt = torch.optim.SGD(raw.parameters(), lr=p.lr, momentum=p.momentum)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: 1.0 / (1.0 + p.decay * it))
     return Trainer(raw, model, autocast, opt, sched, make_step(model, opt, autocast, sched), device)
@@ -271,19 +275,20 @@ def train_epoch(t: Trainer, p: TrainCnnLstm, x: np.ndarray, y_all: torch.Tensor,
 
 
 def fit(p: TrainCnnLstm, x: np.ndarray, index: pd.DataFrame, classes: list[str], network: dict, *,
-        checkpoint: Path, fp: str) -> tuple[Trainer, dict, dict[str, np.ndarray]]:
+        checkpoint: Path, fp: str, rt: Runtime) -> tuple[Trainer, dict, dict[str, np.ndarray]]:
     """Train with early stopping, resuming from the checkpoint; return the trainer with the
-    weights of its best validation epoch, the training state and the rows of each split."""
-    device = resolve_device(p.device)
-    if p.threads:
-        torch.set_num_threads(p.threads)
+    weights of its best validation epoch, the training state and the rows of each split.
+    `rt` says where and how fast (device, threads, compile), not what is learnt."""
+    device = resolve_device(rt.device)
+    if rt.threads:
+        torch.set_num_threads(rt.threads)
     torch.manual_seed(p.seed)
     rows = select_rows(index, p)
     if len(rows["train"]) == 0 or len(rows["val"]) == 0:
         raise SerError("train_cnn_lstm: the training or validation split is empty")
     label_of = {c: i for i, c in enumerate(classes)}
     y_all = torch.tensor(index["label"].map(label_of).fillna(-1).to_numpy(dtype=np.int64))
-    t = make_trainer(p, network, len(classes), device)
+    t = make_trainer(p, network, len(classes), device, rt.compile)
     st = restore(checkpoint, fp, t)
     log.info("training on %d clips (%d val) for up to %d epochs, device %s, bf16 %s",
              len(rows["train"]), len(rows["val"]), p.epochs, device,
@@ -308,7 +313,7 @@ def fit(p: TrainCnnLstm, x: np.ndarray, index: pd.DataFrame, classes: list[str],
     return t, st, rows
 
 
-def summary_info(t: Trainer, p: TrainCnnLstm, st: dict, n_train: int) -> dict:
+def summary_info(t: Trainer, p: TrainCnnLstm, st: dict, n_train: int, rt: Runtime) -> dict:
     """How training went: best epoch, epochs run, timings and the speed settings used."""
     total = sum(h["seconds"] for h in st["history"])
     return {"best_epoch": st["best_epoch"], "epochs_run": st["epoch"],
@@ -319,7 +324,7 @@ def summary_info(t: Trainer, p: TrainCnnLstm, st: dict, n_train: int) -> dict:
                 [h["train_seconds"] for h in st["history"]])), 1),
             "train_clips": n_train, "device": t.device,
             "bf16": t.autocast.keywords["enabled"], "channels_last": p.channels_last,
-            "compile": p.compile, "threads": torch.get_num_threads()}
+            "compile": rt.compile, "threads": torch.get_num_threads()}
 
 
 def evaluate(t: Trainer, p: TrainCnnLstm, x: np.ndarray, index: pd.DataFrame,
@@ -375,10 +380,11 @@ def run(params_path: Path, run_name: str, fold_path: Path, features: Path, model
     classes = [c for c in class_names(params.prepare.classes) if c in set(fold["label"])]
     network = network_args(p, features_meta)
     with exclusive(checkpoint):
-        fp = fingerprint(p, features, fold_path)
-        t, st, rows = fit(p, x, index, classes, network, checkpoint=checkpoint, fp=fp)
+        fp = fingerprint(p, classes, features, fold_path)
+        t, st, rows = fit(p, x, index, classes, network, checkpoint=checkpoint, fp=fp,
+                          rt=params.runtime)
         pred = evaluate(t, p, x, index, rows, classes)
-        info = summary_info(t, p, st, len(rows["train"]))
+        info = summary_info(t, p, st, len(rows["train"]), params.runtime)
         modelfile.write(model_path, {
             "family": FAMILY, "classes": classes,
             "features": {"family": "logmel", "params": features_meta},
@@ -403,7 +409,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="folder for predictions, metrics, log")
     ap.add_argument("--checkpoint", type=Path, required=True, help="per-epoch checkpoint (resume)")
     a = ap.parse_args()
-    if load_params(a.params).train_cnn_lstm.reuse_memory:
+    if load_params(a.params).runtime.reuse_memory:
         reexec_with_reused_memory(MODULE)
     run(a.params, a.run, a.folds, a.features, a.model, a.out, a.checkpoint)
 

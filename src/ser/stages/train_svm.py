@@ -1,8 +1,8 @@
 """Stage train_svm: an SVM family of one run (protocol and fold) on one feature family's table.
 
     bin/stage train_svm --family svm_stats --run random-0 --folds data/folds/random-0.csv \
-        --features data/features/stats.parquet --model data/models/svm_stats/random-0.model \
-        --out data/runs/svm_stats/random-0
+        --features data/features/stats.parquet --model models/svm_stats/random-0.model \
+        --out runs/svm_stats/random-0
 
 dvc.yaml runs it for every feature family of the SVM families (a matrix): the reference's
 statistics (svm_stats) and eGeMAPS (svm_egemaps), with the same pipeline and params
@@ -50,7 +50,8 @@ def run(params_path: Path, family: str, run_name: str, fold_path: Path, features
              "%d features", family, run_name, len(p.C), len(p.gamma), p.cv_folds,
              "actor-grouped" if groups is not None else "stratified", len(train), len(cols))
     t0 = time.perf_counter()
-    model, search = fit(train[cols].to_numpy(), train["label"].to_numpy(), p, groups)
+    model, search = fit(train[cols].to_numpy(), train["label"].to_numpy(), p, groups,
+                        params.runtime.n_jobs)
     seconds = time.perf_counter() - t0
     classes = [c for c in class_names(params.prepare.classes) if c in set(model.classes_)]
     order = [list(model.classes_).index(c) for c in classes]
