@@ -41,7 +41,7 @@ def test_cnn_lstm_input_is_unchanged_by_16khz_sampling(clips):
 
 
 def test_svm_keeps_its_accuracy_at_16khz_sampling(clips):
-    p = section("features_stats", n_jobs=1)
+    p = section("features_stats")
     feats = {"as recorded": [], "16 kHz": []}
     for (y, sr), _ in clips:
         feats["as recorded"].append(clip_stats(at_rate(y, sr, p.sample_rate), p.sample_rate, p))
@@ -52,7 +52,7 @@ def test_svm_keeps_its_accuracy_at_16khz_sampling(clips):
     # of 4 put every actor and class on both sides
     train = np.arange(len(clips)) // 4 % 2 == 0
     model, _ = fit(np.array(feats["as recorded"])[train], labels[train],
-                   section("train_svm", C=[5.0], gamma=[0.005], cv_folds=2, n_jobs=1))
+                   section("train_svm", C=[5.0], gamma=[0.005], cv_folds=2))
     acc = {k: float(np.mean(model.predict(np.array(v)[~train]) == labels[~train]))
            for k, v in feats.items()}
     assert acc["as recorded"] > 0.4  # well above chance (1/7), else the comparison says nothing

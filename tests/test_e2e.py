@@ -38,8 +38,8 @@ def restore_repo_files(request):
 
 def outputs(d: Path) -> dict[str, bytes]:
     """Every output of the pipeline, by path (what a stage run with bad params must not lose)."""
-    return {str(p.relative_to(d)): p.read_bytes() for top in ("data", "reports")
-            for p in (d / top).rglob("*") if p.is_file() and "checkpoints" not in p.parts}
+    return {str(p.relative_to(d)): p.read_bytes() for top in ("data", "models", "runs", "reports")
+            for p in (d / top).rglob("*") if p.is_file()}
 
 
 def test_repro_runs_every_stage_and_fold(repo):
@@ -57,11 +57,11 @@ def test_repro_runs_every_stage_and_fold(repo):
     assert len(pd.read_csv(d / "data/features/logmel/index.csv")) == 224 * 2  # every clip, 1 copy
     for r in RUNS:
         for model in ("svm_stats", "svm_egemaps", "cnn_lstm"):
-            pred = pd.read_csv(d / f"data/runs/{model}/{r}/predictions.csv")
+            pred = pd.read_csv(d / f"runs/{model}/{r}/predictions.csv")
             fold = pd.read_csv(d / f"data/folds/{r}.csv")
             assert sorted(pred["clip_id"]) == sorted(fold.loc[fold["split"] != "train", "clip_id"])
-        assert json.loads((d / f"data/runs/cnn_lstm/{r}/metrics.json").read_text())["epochs_run"] == 3
-        assert (d / f"data/models/cnn_lstm/{r}.model").read_bytes()[:2] == b"PK"  # a model file
+        assert json.loads((d / f"runs/cnn_lstm/{r}/metrics.json").read_text())["epochs_run"] == 3
+        assert (d / f"models/cnn_lstm/{r}.model").read_bytes()[:2] == b"PK"  # a model file
     for prot in ("random", "actor"):  # every clip tested exactly once per protocol
         pooled = pd.read_csv(d / f"reports/predictions/{prot}.csv")
         assert sorted(pooled["clip_id"]) == sorted(m["clip_id"])
@@ -124,7 +124,7 @@ def test_a_new_protocol_reruns_nothing_already_trained(repo):
                if line and not line.startswith(("\t", " ")) and line.rstrip().endswith(":")}
     assert changed == {"train_svm@stats-holdout-0", "train_svm@egemaps-holdout-0",
                        "train_cnn_lstm@holdout-0", "report",
-                       "evaluate_corpus@tess", "release"}, status  # they read folds.runs; train nothing
+                       "evaluate_corpus@tess"}, status  # they read folds.runs; train nothing
     sh("git", "checkout", "params.yaml", "dvc.lock", cwd=d, env=env)
     sh("dvc", "checkout", cwd=d, env=env)
     assert "up to date" in sh("dvc", "status", cwd=d, env=env)
@@ -155,7 +155,7 @@ def test_bad_param_stops_before_any_output_is_touched(repo):
     assert "Running stage 'train_" not in r.stdout
     after = {p: p.read_bytes() for p in (d / "reports").rglob("*") if p.is_file()}
     assert after == before
-    assert all((d / f"data/models/cnn_lstm/{r}.model").exists() for r in RUNS)
+    assert all((d / f"models/cnn_lstm/{r}.model").exists() for r in RUNS)
     assert (d / "data/params.ok").exists()  # persist: not even the check's own marker goes
     sh("git", "checkout", "params.yaml", cwd=d, env=env)
 
@@ -164,13 +164,13 @@ def test_interrupted_repro_resumes_to_the_same_model(repo):
     """Kill `dvc repro` and its trainer mid-fold: the rerun resumes the killed fold from its
     checkpoint and ends with the very model an uninterrupted run made; no other fold reruns."""
     d, env, _ = repo
-    model = d / "data/models/cnn_lstm/random-1.model"
+    model = d / "models/cnn_lstm/random-1.model"
     before = model.read_bytes()
-    (d / "data/checkpoints/cnn_lstm/random-1.ckpt").unlink()  # a finished one would train nothing
+    (d / "checkpoints/cnn_lstm/random-1.ckpt").unlink()  # a finished one would train nothing
     proc = subprocess.Popen(["dvc", "repro", "-f", "-s", "train_cnn_lstm@random-1"], cwd=d, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    ckpt = d / "data/checkpoints/cnn_lstm/random-1.ckpt"
+    ckpt = d / "checkpoints/cnn_lstm/random-1.ckpt"
     deadline = time.time() + 300
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
@@ -180,7 +180,7 @@ def test_interrupted_repro_resumes_to_the_same_model(repo):
     # the same command again; --no-run-cache: this fold finished once before, and DVC would
     # restore that run instead of resuming (a fold that never finished has no such record)
     out = sh("dvc", "repro", "-f", "-s", "--no-run-cache", "train_cnn_lstm@random-1", cwd=d, env=env)
-    assert "resuming from data/checkpoints/cnn_lstm/random-1.ckpt after epoch" in out
+    assert "resuming from checkpoints/cnn_lstm/random-1.ckpt after epoch" in out
     assert model.read_bytes() == before
     # every other fold kept (the report reruns: the fold's metrics hold its new timings)
     assert "Running stage 'train_" not in sh("dvc", "repro", cwd=d, env=env)
@@ -193,9 +193,9 @@ STAGE_KINDS = ["params", "download", "prepare", "folds", "corpus@tess", "feature
 
 def test_a_stage_run_alone_with_bad_params_loses_nothing(repo):
     """`dvc repro -s STAGE` skips the params stage: each stage validates params.yaml itself and
-    stops in one line. Committed outputs (reports/, data/params.ok) persist: DVC leaves them; cached
-    ones DVC removes first, and the next `dvc repro` restores them from its cache, retraining
-    nothing. Every output ends byte-identical."""
+    stops in one line. Committed outputs (models/, runs/, reports/, data/params.ok) persist: DVC
+    leaves them; cached ones (the data stages') DVC removes first, and the next `dvc repro`
+    restores them from its cache, retraining nothing. Every output ends byte-identical."""
     d, env, _ = repo
     before = outputs(d)
     good = (d / "params.yaml").read_text()
@@ -207,7 +207,8 @@ def test_a_stage_run_alone_with_bad_params_loses_nothing(repo):
         assert r.returncode != 0, stage
         assert "report.bootstrap: Input should be greater than or equal to 100" in r.stdout + r.stderr, stage
         assert "Traceback" not in r.stdout + r.stderr, stage
-        assert all((d / f).read_bytes() == before[f] for f in before if f.startswith("reports/")), stage
+        assert all((d / f).read_bytes() == before[f] for f in before
+                   if f.startswith(("reports/", "models/", "runs/"))), stage
     (d / "params.yaml").write_text(good)
     out = sh("dvc", "repro", cwd=d, env=env)
     assert "Running stage 'train_" not in out  # restored from the cache, not retrained
@@ -219,9 +220,9 @@ def test_a_killed_dvc_loses_nothing_of_its_orphan_trainer(repo):
     in one line; the orphan finishes and writes whole outputs; the next `dvc repro` takes them from
     its finished checkpoint without training and records them."""
     d, env, _ = repo
-    model = d / "data/models/cnn_lstm/actor-2.model"
+    model = d / "models/cnn_lstm/actor-2.model"
     want = model.read_bytes()
-    ckpt = d / "data/checkpoints/cnn_lstm/actor-2.ckpt"
+    ckpt = d / "checkpoints/cnn_lstm/actor-2.ckpt"
     ckpt.unlink()
     proc = subprocess.Popen(["dvc", "repro", "-f", "-s", "train_cnn_lstm@actor-2"], cwd=d, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -264,20 +265,23 @@ def test_a_missing_corpus_archive_stops_repro_before_any_training(tmp_path, smal
     assert "corpus@" not in sh("dvc", "stage", "list", cwd=tmp_path / "r", env=env)
 
 
-def test_folds_on_two_machines_through_a_remote(tmp_path, small_archive):
-    """Machine A trains one fold, B the other, each pushing to a shared remote with the run
-    cache; C pulls and builds the report without training anything. The random protocol alone
-    (two folds, no corpus, nothing to release): the same claims for a third of the training."""
+def test_folds_on_two_machines_through_git_and_a_remote(tmp_path, small_archive):
+    """Machine A trains one fold, B the other; each commits its trained fold (model, run folder,
+    dvc.lock entry) and pushes to git, and the data stages' outputs to a shared DVC remote with
+    the run cache. C, a fresh clone, rebuilds the report without training anything. The random
+    protocol alone (two folds, no corpus): the same claims for a third of the training."""
     runs = ["random-0", "random-1"]
-    origin = tmp_path / "origin"
-    origin.mkdir()
-    env = make_repo(origin, small_archive)
-    p = yaml.safe_load((origin / "params.yaml").read_text())
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    env = make_repo(seed, small_archive)
+    p = yaml.safe_load((seed / "params.yaml").read_text())
     p["folds"]["runs"], p["corpora"] = runs, {}
-    (origin / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    (seed / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     remote = tmp_path / "remote"
-    sh("dvc", "remote", "add", "-d", "shared", str(remote), cwd=origin, env=env)
-    sh("git", "commit", "-qam", "two folds, a remote", cwd=origin, env=env)
+    sh("dvc", "remote", "add", "-d", "shared", str(remote), cwd=seed, env=env)
+    sh("git", "commit", "-qam", "two folds, a remote", cwd=seed, env=env)
+    origin = tmp_path / "origin.git"
+    sh("git", "clone", "-q", "--bare", str(seed), str(origin), cwd=tmp_path, env=env)
     clones = {}
     for name in ("a", "b", "c"):
         clones[name] = tmp_path / name
@@ -288,21 +292,31 @@ def test_folds_on_two_machines_through_a_remote(tmp_path, small_archive):
     def training(runs):
         return [f"train_svm@{f}-{r}" for f in ("stats", "egemaps") for r in runs] + \
             [f"train_cnn_lstm@{r}" for r in runs]
+
+    def land(d, e, msg):  # commit the trained fold and share it
+        sh("git", "add", "-A", cwd=d, env=e)
+        sh("git", "commit", "-qm", msg, cwd=d, env=e)
+        sh("git", "pull", "-q", "--rebase", cwd=d, env=e)
+        sh("git", "push", "-q", cwd=d, env=e)
+        sh("dvc", "push", "--run-cache", cwd=d, env=e)
     sh("dvc", "repro", *training(runs[:1]), cwd=a, env=env_for["a"])
-    sh("dvc", "push", "--run-cache", cwd=a, env=env_for["a"])
-    sh("dvc", "fetch", "--run-cache", cwd=b, env=env_for["b"])  # A's runs, upstream stages too
-    out_b = sh("dvc", "repro", "--pull", *training(runs[1:]), cwd=b, env=env_for["b"])
+    land(a, env_for["a"], "fold random-0")
+    sh("git", "pull", "-q", cwd=b, env=env_for["b"])  # A's fold, committed
+    sh("dvc", "fetch", "--run-cache", cwd=b, env=env_for["b"])  # A's data stages
+    out_b = sh("dvc", "repro", "--pull", *training(runs), cwd=b, env=env_for["b"])
     assert "Running stage 'features@logmel'" not in out_b  # restored from A's run cache
+    assert "Running stage 'train_cnn_lstm@random-0'" not in out_b  # A's fold, from git
     assert "Running stage 'train_cnn_lstm@random-1'" in out_b
-    sh("dvc", "push", "--run-cache", cwd=b, env=env_for["b"])
+    land(b, env_for["b"], "fold random-1")
+    sh("git", "pull", "-q", cwd=c, env=env_for["c"])
     sh("dvc", "fetch", "--run-cache", cwd=c, env=env_for["c"])
-    out_c = sh("dvc", "repro", "--pull", "report", cwd=c, env=env_for["c"])
+    out_c = sh("dvc", "repro", "--pull", cwd=c, env=env_for["c"])
     assert "Running stage 'train_" not in out_c and "Running stage 'report'" in out_c
-    assert "is cached - skipping run" in out_c
     assert (c / "reports/report.md").exists()
     for r in runs:
-        pa = (a if r in runs[:1] else b) / f"data/runs/cnn_lstm/{r}/predictions.csv"
-        assert (c / f"data/runs/cnn_lstm/{r}/predictions.csv").read_bytes() == pa.read_bytes()
+        pa = (a if r in runs[:1] else b) / f"runs/cnn_lstm/{r}/predictions.csv"
+        assert (c / f"runs/cnn_lstm/{r}/predictions.csv").read_bytes() == pa.read_bytes()
+    assert "train_" not in sh("dvc", "status", cwd=c, env=env_for["c"])
 
 
 # ---------------------------------------------------------------- ser predict, on the models above
@@ -334,7 +348,7 @@ def test_predict_gives_the_pipelines_probabilities(repo, tmp_path):
     assert all(m["runs"] == ["actor-0"] for m in out["models"].values())
     for model, where in (("svm_stats", "whole"), ("svm_egemaps", "whole"),
                          ("cnn_lstm", "first segment")):
-        table = pd.read_csv(d / f"data/runs/{model}/actor-0/predictions.csv").set_index("clip_id")
+        table = pd.read_csv(d / f"runs/{model}/actor-0/predictions.csv").set_index("clip_id")
         for clip, got in zip(clips, out["files"]):
             entry = got["whole"][model] if where == "whole" else got["segments"][0][model]
             want = table.loc[clip]

@@ -18,7 +18,7 @@ import soundfile as sf
 import torch
 
 from conftest import ROOT, section, tone
-from ser import modelfile, registry
+from ser import inference, modelfile, registry
 from ser.errors import SerError
 from ser.io import check_output, write_text
 from ser.params import ParamsError, load_params
@@ -60,7 +60,7 @@ def test_a_planted_model_file_runs_no_code_and_is_one_line(tmp_path, kind, famil
     else:
         path.mkdir()
     with pytest.raises(SerError) as err:
-        registry.get(family).read_model(path)
+        inference.read_model(registry.get(family), path)
     msg = str(err.value)
     assert msg.startswith(f"{path}: ") and "\n" not in msg
     assert not marker.exists()
@@ -80,7 +80,7 @@ def test_untrusted_types_are_named_and_not_built(tmp_path):
     modelfile.write(path, {"family": "svm_stats", "classes": ["a", "b", "c"]},
                     {modelfile.ESTIMATOR: modelfile.estimator_bytes({"model": Custom()})})
     with pytest.raises(SerError, match=r"holds types this project does not trust \(test_faults.Custom\): refused"):
-        registry.get("svm_stats").read_model(path)
+        inference.read_model(registry.get("svm_stats"), path)
 
 
 def test_a_model_file_of_another_family_is_refused(tmp_path):
@@ -88,7 +88,7 @@ def test_a_model_file_of_another_family_is_refused(tmp_path):
     modelfile.write(path, {"family": "cnn_lstm", "classes": ["a"]},
                     {modelfile.WEIGHTS: b"", modelfile.ESTIMATOR: b""})
     with pytest.raises(SerError, match="a model of family 'cnn_lstm', not 'svm_stats'"):
-        registry.get("svm_stats").read_model(path)
+        inference.read_model(registry.get("svm_stats"), path)
 
 
 # ---------------------------------------------------------------- output paths
@@ -228,7 +228,7 @@ def _manifest(tmp_path, rows):
 
 
 def test_tables_are_checked_where_read(tmp_path):
-    from ser.predictions import read_predictions
+    from ser.runs import read_predictions
     from ser.store import load_features, load_logmel, read_fold, read_manifest
     with pytest.raises(SerError, match="clip_id a appears twice"):
         read_manifest(_manifest(tmp_path, [("a", "x.wav", 1, "sad"), ("a", "y.wav", 1, "sad")]))
@@ -373,7 +373,7 @@ def test_old_pickles_convert_to_model_files_with_the_same_answers(tmp_path):
     # an old SVM file, CappedPCA under its old module path
     X, y = make_classification(n_samples=90, n_features=12, n_informative=6, n_classes=3, random_state=0)
     model, _ = svm_pipeline.fit(X, np.array(["a", "b", "c"])[y],
-                                section("train_svm", C=[1], gamma=[0.01], cv_folds=3, n_jobs=1))
+                                section("train_svm", C=[1], gamma=[0.01], cv_folds=3))
     old = types.ModuleType("ser.svm")
     old.CappedPCA = svm_pipeline.CappedPCA
     sys.modules["ser.svm"] = old
@@ -386,16 +386,16 @@ def test_old_pickles_convert_to_model_files_with_the_same_answers(tmp_path):
         svm_pipeline.CappedPCA.__module__ = "ser.svm_pipeline"
         del sys.modules["ser.svm"]
     with pytest.raises(SerError, match="convert a file you trust"):  # never loaded unasked
-        registry.get("svm_stats").read_model(tmp_path / "actor-1.joblib")
+        inference.read_model(registry.get("svm_stats"), tmp_path / "actor-1.joblib")
     out = tmp_path / "models"
     cnn_file = convert(tmp_path / "actor-1.pt", out)
     svm_file = convert(tmp_path / "actor-1.joblib", out)
     assert cnn_file == out / "cnn_lstm" / "actor-1.model" and svm_file == out / "svm_stats" / "actor-1.model"
-    meta, proba = registry.get("cnn_lstm").read_model(cnn_file)
+    meta, proba = inference.read_model(registry.get("cnn_lstm"), cnn_file)
     x = np.random.default_rng(0).normal(size=(2, 5, 128, 128)).astype(np.float32) * 5 - 40
     with torch.no_grad():
         want = torch.softmax(net(torch.from_numpy(x)), 1).numpy()
     np.testing.assert_allclose(proba(x), want, atol=0.02)  # the reader runs bf16 where it can
-    meta, proba = registry.get("svm_stats").read_model(svm_file)
+    meta, proba = inference.read_model(registry.get("svm_stats"), svm_file)
     np.testing.assert_allclose(proba(X), model.predict_proba(X), atol=1e-12)
     assert meta["run"] == "actor-1" and "converted from actor-1.joblib" in meta["code"]

@@ -238,8 +238,9 @@ def _state(model):
 
 def _fit(p, x, index, classes, ck, fp):
     """fit, as the stage calls it: (the trained network, summary_info)."""
-    t, st, rows = fit(p, x, index, classes, network_args(p, WINDOW), checkpoint=ck, fp=fp)
-    return t.raw, summary_info(t, p, st, len(rows["train"]))
+    rt = section("runtime")
+    t, st, rows = fit(p, x, index, classes, network_args(p, WINDOW), checkpoint=ck, fp=fp, rt=rt)
+    return t.raw, summary_info(t, p, st, len(rows["train"]), rt)
 
 
 def test_resume_gives_the_same_model(tmp_path):

@@ -13,7 +13,8 @@ from ser import registry
 from ser.stages import report
 from ser.errors import SerError
 from ser.params import load_params
-from ser.predictions import predictions_frame, read_predictions
+from ser.predictions import predictions_frame
+from ser.runs import read_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["neutral", "happy", "sad"]

@@ -47,7 +47,7 @@ def wav_bytes(y: np.ndarray, sr: int, subtype: str = "PCM_16") -> bytes:
 def service(repo):
     from ser.apps.serve import load_service
     d = repo[0]
-    return load_service(None, "auto", None, d / "params.yaml", d / "data" / "models")
+    return load_service(None, "auto", None, d / "params.yaml", d / "models")
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_the_api_answers_what_ser_predict_json_gives(client, repo, tmp_path, mon
     assert r.status_code == 200, r.text
     monkeypatch.chdir(tmp_path)
     code = predict.run([Path("talk.wav")], json_out=str(tmp_path / "out.json"),
-                       params_path=d / "params.yaml", models=d / "data" / "models")
+                       params_path=d / "params.yaml", models=d / "models")
     assert code == 0
     assert r.json() == json.loads((tmp_path / "out.json").read_text())
     assert set(r.json()["models"]) == {"svm_stats", "svm_egemaps", "cnn_lstm"}

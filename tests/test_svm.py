@@ -5,14 +5,14 @@ import yaml
 from sklearn.datasets import make_classification
 
 from conftest import section
-from ser import modelfile, svm_pipeline as svm
+from ser import inference, modelfile, modelread, svm_pipeline as svm
 from ser.errors import SerError
-from ser.predictions import read_predictions
+from ser.runs import read_predictions
 from ser.stages import train_svm
 
 
 def test_pipeline_steps_and_grid_from_params():
-    p = section("train_svm", C=[1, 3], gamma=[0.01], cv_folds=3, pca_components=5, n_jobs=1)
+    p = section("train_svm", C=[1, 3], gamma=[0.01], cv_folds=3, pca_components=5)
     X, y = make_classification(n_samples=120, n_features=30, n_informative=8, n_classes=3,
                                random_state=0)
     model, search = svm.fit(X, y, p)
@@ -29,7 +29,7 @@ def test_the_grid_search_chooses_the_same_model_whatever_n_jobs():
     X, y = make_classification(n_samples=120, n_features=30, n_informative=8, n_classes=3,
                                random_state=0)
     fits = [svm.fit(X, y, section("train_svm", C=[1, 3], gamma=[0.01, 0.05], cv_folds=3,
-                                  pca_components=5, n_jobs=jobs)) for jobs in (1, 2)]
+                                  pca_components=5), n_jobs=jobs) for jobs in (1, 2)]
     (m1, s1), (m2, s2) = fits
     assert s1.best_params_ == s2.best_params_
     assert np.array_equal(s1.cv_results_["mean_test_score"], s2.cv_results_["mean_test_score"])
@@ -38,12 +38,12 @@ def test_the_grid_search_chooses_the_same_model_whatever_n_jobs():
 
 @pytest.mark.parametrize("pca", [5, 0])
 def test_the_fast_probabilities_are_scikit_learns_bit_for_bit(pca):
-    """svm_pipeline.fast_proba skips scikit-learn's input checks, not one of its operations."""
-    p = section("train_svm", C=[1, 3], gamma=[0.01, 0.05], cv_folds=3, pca_components=pca, n_jobs=1)
+    """inference.fast_proba skips scikit-learn's input checks, not one of its operations."""
+    p = section("train_svm", C=[1, 3], gamma=[0.01, 0.05], cv_folds=3, pca_components=pca)
     X, y = make_classification(n_samples=140, n_features=30, n_informative=8, n_classes=7,
                                n_clusters_per_class=1, random_state=2)
     model, _ = svm.fit(X, y, p)
-    fast = svm.fast_proba(model)
+    fast = inference.fast_proba(model)
     assert fast is not model.predict_proba  # the fast path, not the fallback
     rng = np.random.default_rng(0)
     for x in (X[:1], X, rng.normal(size=(9, 30)) * 3, X[:5][:, ::-1].copy()):
@@ -51,7 +51,7 @@ def test_the_fast_probabilities_are_scikit_learns_bit_for_bit(pca):
 
 
 def test_pca_is_capped_at_what_selection_leaves():
-    p = section("train_svm", C=[1], gamma=[0.01], cv_folds=2, pca_components=140, p_value=0.01, n_jobs=1)
+    p = section("train_svm", C=[1], gamma=[0.01], cv_folds=2, pca_components=140, p_value=0.01)
     X, y = make_classification(n_samples=80, n_features=20, n_informative=5, random_state=1)
     model, _ = svm.fit(X, y, p)
     pipe = svm.fitted_pipeline(model)
@@ -74,7 +74,8 @@ def _write_inputs(tmp_path, n=150, seed=0):
 
 def _params(tmp_path, **svm_params):
     data = yaml.safe_load(open("params.yaml"))
-    data["train_svm"].update(C=[1], gamma=[0.01], cv_folds=3, pca_components=4, n_jobs=1, **svm_params)
+    data["train_svm"].update(C=[1], gamma=[0.01], cv_folds=3, pca_components=4, **svm_params)
+    data["runtime"]["n_jobs"] = 1
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
     return tmp_path / "params.yaml"
 
@@ -85,10 +86,10 @@ def test_no_leakage_fitted_on_training_rows_only(tmp_path):
     df.to_parquet(tmp_path / "f.parquet")
     train_svm.run(_params(tmp_path), "svm_stats", "random-0", tmp_path / "fold.csv",
                   tmp_path / "f.parquet", tmp_path / "svm.model", tmp_path / "out")
-    meta, data = modelfile.read(tmp_path / "svm.model", modelfile.ESTIMATOR, family="svm_stats")
+    meta, data = modelread.read(tmp_path / "svm.model", modelfile.ESTIMATOR, family="svm_stats")
     assert meta["run"] == "random-0" and meta["protocol"] == "random" and meta["fold"] == 0
     assert meta["classes"] == ["happy", "sad", "angry"]  # the protocol's order
-    pipe = svm.fitted_pipeline(modelfile.estimator_from(data, svm.TRUSTED, tmp_path / "svm.model"))
+    pipe = svm.fitted_pipeline(modelread.estimator_from(data, inference.TRUSTED, tmp_path / "svm.model"))
     assert np.allclose(pipe.named_steps["scale"].mean_, df.iloc[:100].mean().to_numpy())
     pred = read_predictions(tmp_path / "out" / "predictions.csv")  # checked: pred is the argmax
     assert list(pred.columns[:4]) == ["clip_id", "split", "label", "pred"]
@@ -140,7 +141,7 @@ def test_model_file_loads_in_any_program_and_is_the_same_bytes(tmp_path):
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
     assert (tmp_path / "a.model").read_bytes() == (tmp_path / "b.model").read_bytes()
-    code = ("import numpy as np; from pathlib import Path; from ser.svm_pipeline import read_model; "
+    code = ("import numpy as np; from pathlib import Path; from ser.inference import read_svm as read_model; "
             f"m, p = read_model(Path({str(tmp_path / 'a.model')!r}), 'svm_stats'); "
             "print(m['protocol'], p(np.zeros((1, 12))).shape)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)

@@ -11,9 +11,11 @@ import torch
 
 from conftest import section
 from ser.stages import train_cnn_lstm as train
-from ser import modelfile
+from ser import modelfile, modelread
 from ser.errors import SerError
 from ser.store import logmel_index
+
+RUNTIME = section("runtime", n_jobs=1)
 
 
 @pytest.fixture
@@ -46,7 +48,8 @@ def write_params(tmp_path, **kw):
     from conftest import ROOT
     data = yaml.safe_load((ROOT / "params.yaml").read_text())
     data["train_cnn_lstm"].update(filters=[4, 4, 8, 8], lstm_units=16, batch_size=8, epochs=2,
-                                  bn_recalibration_batches=1, seed=3, reuse_memory=False, **kw)
+                                  bn_recalibration_batches=1, seed=3, **kw)
+    data["runtime"].update(reuse_memory=False)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -60,22 +63,23 @@ def run_stage(tmp_path, stage_inputs, name="m"):
 
 def test_fingerprint_covers_content_fold_and_code(tmp_path, stage_inputs, monkeypatch):
     feats, fold = stage_inputs
-    p = tiny()
-    base = train.fingerprint(p, feats, fold)
-    assert train.fingerprint(p, feats, fold) == base
-    assert train.fingerprint(tiny(lr=0.02), feats, fold) != base
+    p, classes = tiny(), ["happy", "sad", "angry"]
+    base = train.fingerprint(p, classes, feats, fold)
+    assert train.fingerprint(p, classes, feats, fold) == base
+    assert train.fingerprint(tiny(lr=0.02), classes, feats, fold) != base
+    assert train.fingerprint(p, ["sad", "happy", "angry"], feats, fold) != base  # label order
     x = np.load(feats / "logmel.npy")
     x[0, 0, 0, 0] += 1  # same size, other content: what a changed features seed does
     np.save(feats / "logmel.npy", x)
-    changed = train.fingerprint(p, feats, fold)
+    changed = train.fingerprint(p, classes, feats, fold)
     assert changed != base
     t = pd.read_csv(fold)
     t.loc[[0, 20], "split"] = t.loc[[20, 0], "split"].to_numpy()
     t.to_csv(fold, index=False)
-    assert train.fingerprint(p, feats, fold) != changed
-    again = train.fingerprint(p, feats, fold)
+    assert train.fingerprint(p, classes, feats, fold) != changed
+    again = train.fingerprint(p, classes, feats, fold)
     monkeypatch.setattr(train, "code_version", lambda: "training code other")
-    assert train.fingerprint(p, feats, fold) != again
+    assert train.fingerprint(p, classes, feats, fold) != again
 
 
 def test_other_inputs_start_fresh_and_say_so(tmp_path, stage_inputs, caplog):
@@ -85,9 +89,9 @@ def test_other_inputs_start_fresh_and_say_so(tmp_path, stage_inputs, caplog):
     ck = tmp_path / "a.ckpt"
     classes = ["happy", "sad", "angry"]
     net = train.network_args(tiny(), {"n_mels": 128, "win_size": 128})
-    train.fit(tiny(epochs=1), x, index, classes, net, checkpoint=ck, fp="old")
+    train.fit(tiny(epochs=1), x, index, classes, net, checkpoint=ck, fp="old", rt=RUNTIME)
     with caplog.at_level(logging.INFO, logger="train_cnn_lstm"):
-        _, st, _ = train.fit(tiny(epochs=2), x, index, classes, net, checkpoint=ck, fp="new")
+        _, st, _ = train.fit(tiny(epochs=2), x, index, classes, net, checkpoint=ck, fp="new", rt=RUNTIME)
     assert st["epoch"] == 2 and len(torch.load(ck, weights_only=True)["state"]["history"]) == 2
     assert "starting fresh" in caplog.text and "written from other params" in caplog.text
 
@@ -128,7 +132,7 @@ def test_same_inputs_same_model_bytes(tmp_path, stage_inputs):
     b = run_stage(tmp_path, stage_inputs, "b")
     assert (tmp_path / "a.model").read_bytes() == (tmp_path / "b.model").read_bytes()
     assert a["test"] == b["test"]
-    meta, _ = modelfile.read(tmp_path / "a.model", modelfile.WEIGHTS, family="cnn_lstm")
+    meta, _ = modelread.read(tmp_path / "a.model", modelfile.WEIGHTS, family="cnn_lstm")
     assert meta["run"] == "random-1" and meta["protocol"] == "random" and meta["fold"] == 1
     assert meta["classes"] == ["happy", "sad", "angry"]
     assert meta["features"] == {"family": "logmel", "params": {"sample_rate": 16000, "n_mels": 128,
@@ -158,3 +162,23 @@ def test_a_second_trainer_on_the_same_run_stops(tmp_path, stage_inputs):
         with pytest.raises(SerError, match=r"m\.ckpt: another trainer is running this run"):
             run_stage(tmp_path, stage_inputs)
     assert run_stage(tmp_path, stage_inputs)["epochs_run"] == 2  # the lock goes with its holder
+
+
+def test_runtime_settings_are_not_in_the_model_file(tmp_path, stage_inputs):
+    """params.yaml's runtime section is declared by no stage, and the model file does not record
+    it: other jobs and memory settings, and the default thread count spelled out, give the same
+    bytes. (Another thread count, device or compile changes the last bits of the weights as
+    another host does; the run folder's metrics say which were used.)"""
+    import yaml
+    a = run_stage(tmp_path, stage_inputs, "a")
+    path = write_params(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    data["runtime"].update(threads=torch.get_num_threads(), n_jobs=1, reuse_memory=True)
+    path.write_text(yaml.safe_dump(data))
+    feats, fold = stage_inputs
+    b = train.run(path, "random-1", fold, feats, tmp_path / "b.model", tmp_path / "out_b",
+                  tmp_path / "ck" / "b.ckpt")
+    assert (tmp_path / "a.model").read_bytes() == (tmp_path / "b.model").read_bytes()
+    assert a["test"] == b["test"] and b["threads"] == torch.get_num_threads()
+    meta, _ = modelread.read(tmp_path / "a.model")
+    assert not set(meta["training"]) & set(section("runtime").model_dump())

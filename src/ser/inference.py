@@ -31,10 +31,11 @@ Proba = Callable[[np.ndarray], np.ndarray]
 
 def read_model(family: Family, path: Path) -> tuple[dict, Proba]:
     """(meta, proba): proba maps this family's feature rows to probabilities in meta["classes"]'
-    order."""
-    if family.stage == "train_cnn_lstm":
-        return read_cnn_lstm(path)
-    return read_svm(path, family.name)
+    order. The reader is the one of the family's kind of model: its training stage."""
+    reader = READERS.get(family.stage)
+    if reader is None:
+        raise SerError(f"no reader of model files for family {family.name!r} (stage {family.stage})")
+    return reader(path, family.name)
 
 
 def read_cnn_lstm(path: Path, *, bf16: bool | str = "auto") -> tuple[dict, Proba]:
@@ -140,3 +141,10 @@ def fast_proba(model: CalibratedClassifierCV) -> Callable[[np.ndarray], np.ndarr
         mean /= len(plans)
         return mean
     return proba
+
+
+# How each training stage's model files are read: (path, family name) -> (meta, proba).
+READERS: dict[str, Callable[[Path, str], tuple[dict, Proba]]] = {
+    "train_cnn_lstm": lambda path, family: read_cnn_lstm(path),
+    "train_svm": read_svm,
+}

@@ -263,8 +263,9 @@ class Corpus(_Section):
 
 
 class Runtime(_Section):
-    """How fast and where the stages run, never what they compute: no stage declares these, so
-    changing one reruns nothing (the tests that compare n_jobs, threads and memory reuse say so)."""
+    """How fast and where the stages run: no stage declares these, so changing one reruns nothing.
+    n_jobs and reuse_memory change no output bit (tests compare them); threads, device and compile
+    move a network's last bits as another host does, and each run's metrics record them."""
     n_jobs: Jobs     # worker processes: prepare, features, the SVMs' grid search, corpus evaluation
     threads: Annotated[int, Field(ge=0)]  # torch threads while training (0: torch's default)
     device: Literal["auto", "cpu", "cuda"]  # where the CNN-LSTM trains (auto: cuda when available)

@@ -4,8 +4,8 @@
                 [--json FILE] [--csv FILE] [--plot FILE.png|FOLDER]
     ser serve [--host 127.0.0.1] [--port 8000] [--model ...] [--protocol ...] [--fold K]
 
-Run from the repository root: the models are read from data/models, the settings from
-params.yaml (`predict` and `serve`).
+Run from the repository root: the models are the committed ones (models/, each checked against
+dvc.lock), the settings params.yaml's (`predict` and `serve`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _models(p: argparse.ArgumentParser) -> None:
                    help="one fold's model instead of the ensemble (e.g. the fold that tested a clip)")
     p.add_argument("--params", type=Path, default=PARAMS_FILE)
     p.add_argument("--models", type=Path, default=None,
-                   help="folder of model files (default: data/models)")
+                   help="folder of <family>/<run>.model files (default: the committed models/)")
 
 
 def parser() -> argparse.ArgumentParser:

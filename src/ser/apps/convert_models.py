@@ -1,7 +1,7 @@
 """Convert model files of the earlier pickle format (`data/models/svm/<run>.joblib`,
 `data/models/cnn_lstm/<run>.pt`) to model files of this version (ser.modelfile).
 
-    python -m ser.apps.convert_models data/models/svm/actor-0.joblib ... --out data/models
+    python -m ser.apps.convert_models data/models/svm/actor-0.joblib ... --out converted
 
 Loading a pickle runs whatever code it carries: convert only files you trust (your own runs).
 This is the one place that loads one, and only when asked. The SVM files become the svm_stats
@@ -75,8 +75,8 @@ def convert(path: Path, out: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("files", nargs="+", type=Path, metavar="FILE", help="old .joblib / .pt files")
-    ap.add_argument("--out", type=Path, default=Path("data/models"),
-                    help="writes OUT/<family>/<run>.model (default data/models)")
+    ap.add_argument("--out", type=Path, required=True,
+                    help="writes OUT/<family>/<run>.model, for `ser predict --models OUT`")
     a = ap.parse_args()
     for f in a.files:
         log.info("%s -> %s", f, convert(f, a.out))

@@ -2,8 +2,8 @@
 write JSON, CSV and timeline plots.
 
 PATH: audio files (WAV, FLAC, OGG, MP3; any rate; stereo is downmixed; any length) or folders,
-walked for such files. Run from the repository root: the models are read from data/models and the
-settings from params.yaml's `predict` section. By default every family (ser.registry), each the
+walked for such files. Run from the repository root: the models are the committed ones (models/,
+checked against dvc.lock), the settings params.yaml's `predict` section. By default every family (ser.registry), each the
 speaker-independent (actor) protocol's ensemble, since a new recording is a new speaker.
 """
 

@@ -4,17 +4,17 @@ input), from any audio. Used by the features@stats stage and by prediction alike
 The reference's 20 short-term features (pyAudioAnalysis' set: zero-crossing rate, energy,
 entropy of energy, spectral centroid, spread, entropy, flux, roll-off and 12 MFCCs) on 25 ms
 frames every 10 ms, each summarised over the clip by 10 statistics: 200 named columns per clip.
-The STFT is computed once per clip and shared by every spectral feature.
+The STFT is computed once per clip and shared by every spectral feature. Logarithms, the mel and
+DCT projections and the moments come from ser.features.fixed, so that a clip gives the same bits
+on every host (AVX-512 or not, any BLAS, any number of processes).
 """
 
 from __future__ import annotations
 
-import warnings
-
 import librosa
 import numpy as np
-from scipy import stats
 
+from ser.features import fixed
 from ser.features.level import condition
 from ser.params import FeaturesStats
 
@@ -39,7 +39,7 @@ def _entropy(energy: np.ndarray, blocks: int) -> np.ndarray:
     n = energy.shape[0] // blocks * blocks
     e = energy[:n].reshape(blocks, -1, energy.shape[1]).sum(axis=1)
     prob = e / (e.sum(axis=0, keepdims=True) + _EPS)
-    return -(prob * np.log2(prob + _EPS)).sum(axis=0)
+    return -(prob * fixed.log2(prob + _EPS)).sum(axis=0)
 
 
 def frame_features(y: np.ndarray, sr: int, p: FeaturesStats) -> np.ndarray:
@@ -57,8 +57,8 @@ def frame_features(y: np.ndarray, sr: int, p: FeaturesStats) -> np.ndarray:
     unit = mag / (mag.sum(axis=0, keepdims=True) + _EPS)
     flux = ((unit[:, 1:] - unit[:, :-1]) ** 2).sum(axis=0)
     flux = np.concatenate([flux[:1], flux]) if flux.size else np.zeros(1)  # frame 0: as frame 1
-    mel = librosa.feature.melspectrogram(S=power, sr=sr, n_mels=p.n_mels)
-    mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=p.n_mfcc + 1)[1:]  # drop c0
+    mel = fixed.project(fixed.mel_basis(sr, frame, p.n_mels), power)
+    mfcc = fixed.project(fixed.dct_basis(p.n_mels, p.n_mfcc + 1), fixed.power_to_db(mel))[1:]  # no c0
     return np.vstack([
         librosa.feature.zero_crossing_rate(y, frame_length=frame, hop_length=hop, center=False),
         (frames ** 2).mean(axis=0),
@@ -77,10 +77,9 @@ def summarise(feats: np.ndarray) -> np.ndarray:
     lo, med, hi = np.percentile(feats, [1, 50, 99], axis=1)
     mn, mx, std = feats.min(axis=1), feats.max(axis=1), feats.std(axis=1)
     flat = std <= 1e-12 * np.maximum(np.abs(feats).max(axis=1), 1.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        kurt = np.where(flat, 0.0, stats.kurtosis(feats, axis=1))
-        skew = np.where(flat, 0.0, stats.skew(feats, axis=1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        skew, kurt = fixed.moments(feats)
+    skew, kurt = np.where(flat, 0.0, skew), np.where(flat, 0.0, kurt)
     return np.stack([feats.mean(axis=1), std, med, kurt, skew, lo, hi, mn, mx, mx - mn], axis=1)
 
 

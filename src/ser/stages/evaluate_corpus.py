@@ -1,8 +1,8 @@
 """Stage evaluate_corpus: every speaker-independent model of every family on an unseen corpus,
 through exactly `ser predict`'s path (segments, short-input rules, sample-rate warnings).
 
-    bin/stage evaluate_corpus --name tess --corpus data/corpora/tess --models data/models \
-        --out data/runs/corpus/tess
+    bin/stage evaluate_corpus --name tess --corpus data/corpora/tess --models models \
+        --out runs/corpus/tess
 
 Retrains nothing. For each clip the corpus maps to a class: the ensemble `ser predict` uses by
 default (the actor protocol's fold models, averaged) and each of its fold models, read from the

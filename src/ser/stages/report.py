@@ -1,9 +1,9 @@
 """Stage report: every model family's accuracy and the gaps between them (report.compare), pooled
 over folds, with their uncertainty, under every protocol run.
 
-    bin/stage report --runs data/runs --manifest data/prepared/manifest.csv --out reports
+    bin/stage report --runs runs --manifest data/prepared/manifest.csv --out reports
 
-Reads each run's predictions tables (data/runs/<family>/<run>/predictions.csv) of every family
+Reads each run's predictions tables (runs/<family>/<run>/predictions.csv) of every family
 in the registry, pools the test clips of every fold of a protocol (under cross-validation each
 clip is tested exactly once), and computes (ser.intervals) each family's metrics with bootstrap
 intervals, the paired gaps with McNemar's exact test, per fold and pooled, and each family's drop
