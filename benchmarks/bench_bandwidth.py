@@ -40,7 +40,7 @@ def main() -> None:
     for k in params.folds.folds_of(a.protocol):
         run = f"{a.protocol}-{k}"
         try:
-            fams = analysis.load_ensembles(Path("data/models"), list(registry.FAMILIES), a.protocol,
+            fams = analysis.load_ensembles(Path("models"), list(registry.FAMILIES), a.protocol,
                                            params, k)
         except Exception as err:  # noqa: BLE001 - a fold not trained yet
             print(f"{run}: skipped ({err})")
@@ -58,7 +58,7 @@ def main() -> None:
                              **{m: r["whole"][m]["top"] for m in registry.FAMILIES}})
     df = pd.DataFrame(rows)
     if df.empty:
-        raise SystemExit(f"no trained {a.protocol} folds in data/models")
+        raise SystemExit(f"no trained {a.protocol} folds in models")
     acc = df.groupby("rate").apply(lambda g: pd.Series(
         {m: (g[m] == g["label"]).mean() for m in registry.FAMILIES} | {"clips": len(g)}))
     acc = acc.sort_index(ascending=False)

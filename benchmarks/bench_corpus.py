@@ -1,7 +1,7 @@
 """The unseen-corpus stage's speed: clips per second per family, and the whole stage.
 
     TESS_ARCHIVE=../shared/data/tess-flac-160words.zip \
-        .venv/bin/python benchmarks/bench_corpus.py [--name tess] [--clips 300] [--models data/models]
+        .venv/bin/python benchmarks/bench_corpus.py [--name tess] [--clips 300] [--models models]
 
 Extracts the corpus's archive (its params entry: `archive_env`) into a temporary folder, then
 times, in this process, each family alone on the first --clips clips (one process, the way each

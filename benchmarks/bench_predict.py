@@ -1,6 +1,6 @@
 """`ser predict` speed and memory: a long recording through every model family.
 
-    .venv/bin/python benchmarks/bench_predict.py [--minutes 10 60] [--each] [--models data/models]
+    .venv/bin/python benchmarks/bench_predict.py [--minutes 10 60] [--each] [--models models]
 
 Without --models it writes model files of the reference's sizes in the project's format into a
 temporary folder (the CNN-LSTM of params.yaml with random weights; an SVM pipeline fitted on

@@ -1,6 +1,6 @@
 """How each family's answers move with the recording chain: level, noise, 16-bit files.
 
-    .venv/bin/python benchmarks/bench_robustness.py [--fold 0] [--every 1] [--models data/models]
+    .venv/bin/python benchmarks/bench_robustness.py [--fold 0] [--every 1] [--models models]
 
 The test clips of one actor-protocol fold (new speakers), each judged by that fold's model of every
 family that has one, through `ser predict`'s own path from a file (ser.analysis.analyse: decode,
@@ -59,7 +59,7 @@ def conditions(y: np.ndarray, sr: int, rng: np.random.Generator) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", type=Path, default=PARAMS_FILE)
-    ap.add_argument("--models", type=Path, default=Path("data/models"))
+    ap.add_argument("--models", type=Path, default=Path("models"))
     ap.add_argument("--corpus", type=Path, default=Path("data/raw/ravdess"))
     ap.add_argument("--fold", type=int, default=0)
     ap.add_argument("--every", type=int, default=1, help="take every n-th test clip (quicker)")

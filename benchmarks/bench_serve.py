@@ -1,6 +1,6 @@
 """`ser serve` latency in a real browser (Debian's Chromium driven by Playwright):
 
-    .venv/bin/python benchmarks/bench_serve.py [--models data/models | --generated] [--chromium /usr/bin/chromium]
+    .venv/bin/python benchmarks/bench_serve.py [--models models | --generated] [--chromium /usr/bin/chromium]
 
 - upload: from the end of the upload of a 10 s recording (44.1 kHz WAV) to the answers on the
   page (the page's own clock: request sent to table drawn), median of 5 (the target: 1 s);
@@ -8,7 +8,7 @@
   of its window (as the recording's clock says) to its answers on the page (the target: 1 s).
 
 Runs the server in a thread on 127.0.0.1, as `ser serve` does, on the models in --models
-(default data/models, or the shipped models/), or with --generated on model files of the
+(default: the committed models/), or with --generated on model files of the
 reference's sizes (bench_predict.write_models: speed does not depend on what the weights learned).
 """
 

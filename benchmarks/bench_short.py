@@ -59,7 +59,7 @@ def main() -> None:
     reexec_script()  # as `ser predict` runs
     params = load_params(a.params)
     protocol, fold = a.run.rsplit("-", 1)
-    fams = analysis.load_ensembles(Path("data/models"), a.model, protocol, params, int(fold))
+    fams = analysis.load_ensembles(Path("models"), a.model, protocol, params, int(fold))
     grid = analysis.window_grid(fams, params)
     never = params.predict.model_copy(update={"loop_below_s": 0.0})
     variants = {"pad": (never, lambda y, sr: y), "loop": (never, lambda y, sr: loop(y, sr, grid)),

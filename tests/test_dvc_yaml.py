@@ -79,4 +79,11 @@ def test_imports_are_found():
             "ser.modelfile", "ser.deps"} <= train
     assert "ser.features.logmel" not in train  # reads features through ser.store only
     assert "ser.registry" not in train  # a new family must not retrain the CNN-LSTM
+    # what reads and serves models, or only says how fast, retrains nothing: none of it is a dep
+    for stage in ("ser.stages.train_cnn_lstm", "ser.stages.train_svm"):
+        computed = set(deps.stage_modules(stage))
+        assert not computed & {"ser.modelread", "ser.inference", "ser.runs", "ser.analysis",
+                               "ser.registry", "ser.cpu", "ser.deps"}, (stage, computed)
+    assert {"ser.inference", "ser.cnn_lstm", "ser.svm_pipeline"} <= set(
+        deps.stage_modules("ser.stages.evaluate_corpus"))  # the readers it runs, declared
     assert "ser.features.egemaps" in deps.imports_of("ser.stages.features")  # `from ser.features import x`
