@@ -16,6 +16,10 @@ import pytest
 import yaml
 
 from conftest import E2E_RUNS as RUNS, make_repo, sh
+from ser import registry
+
+FAMILIES = list(registry.FAMILIES)
+SVM_SETS = [f.features for f in registry.FAMILIES.values() if f.stage == "train_svm"]
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
@@ -44,9 +48,9 @@ def outputs(d: Path) -> dict[str, bytes]:
 
 def test_repro_runs_every_stage_and_fold(repo):
     d, _, log = repo
-    stages = ["params", "download", "prepare", "folds", "features@stats", "features@egemaps",
-              "features@logmel", "corpus@tess", "evaluate_corpus@tess", "report"]
-    stages += [f"train_svm@{f}-{r}" for f in ("stats", "egemaps") for r in RUNS]
+    stages = ["params", "download", "prepare", "folds", "features@logmel", "corpus@tess",
+              "evaluate_corpus@tess", "report"] + [f"features@{f}" for f in SVM_SETS]
+    stages += [f"train_svm@{f}-{r}" for f in SVM_SETS for r in RUNS]
     stages += [f"train_cnn_lstm@{r}" for r in RUNS]
     for stage in stages:
         assert f"Running stage '{stage}'" in log
@@ -54,9 +58,10 @@ def test_repro_runs_every_stage_and_fold(repo):
     assert len(m) == 224 and "split" not in m.columns
     assert pd.read_parquet(d / "data/features/stats.parquet").shape == (224, 200)
     assert pd.read_parquet(d / "data/features/egemaps.parquet").shape == (224, 88)
+    assert pd.read_parquet(d / "data/features/egemaps_conditioned.parquet").shape == (224, 88)
     assert len(pd.read_csv(d / "data/features/logmel/index.csv")) == 224 * 2  # every clip, 1 copy
     for r in RUNS:
-        for model in ("svm_stats", "svm_egemaps", "cnn_lstm"):
+        for model in FAMILIES:
             pred = pd.read_csv(d / f"runs/{model}/{r}/predictions.csv")
             fold = pd.read_csv(d / f"data/folds/{r}.csv")
             assert sorted(pred["clip_id"]) == sorted(fold.loc[fold["split"] != "train", "clip_id"])
@@ -95,7 +100,7 @@ def test_dvc_lists_metrics_and_plots(repo):
     r = sh("dvc", "plots", "show", "--json", cwd=d, env=env, ok=False)
     assert r.returncode == 0, r.stderr
     plots = json.loads(r.stdout)["data"]
-    assert {f"reports/plots/confusion/{f}_{p}.csv" for f in ("svm_stats", "svm_egemaps", "cnn_lstm")
+    assert {f"reports/plots/confusion/{f}_{p}.csv" for f in FAMILIES
             for p in ("random", "actor")} <= set(plots)
     assert {f"reports/plots/curves/{r}.csv" for r in RUNS} <= set(plots)
 
@@ -122,7 +127,7 @@ def test_a_new_protocol_reruns_nothing_already_trained(repo):
     status = sh("dvc", "status", cwd=d, env=env)
     changed = {line.strip().rstrip(":") for line in status.splitlines()
                if line and not line.startswith(("\t", " ")) and line.rstrip().endswith(":")}
-    assert changed == {"train_svm@stats-holdout-0", "train_svm@egemaps-holdout-0",
+    assert changed == {*(f"train_svm@{f}-holdout-0" for f in SVM_SETS),
                        "train_cnn_lstm@holdout-0", "report",
                        "evaluate_corpus@tess"}, status  # they read folds.runs; train nothing
     sh("git", "checkout", "params.yaml", "dvc.lock", cwd=d, env=env)
@@ -290,7 +295,7 @@ def test_folds_on_two_machines_through_git_and_a_remote(tmp_path, small_archive)
     a, b, c = clones["a"], clones["b"], clones["c"]
 
     def training(runs):
-        return [f"train_svm@{f}-{r}" for f in ("stats", "egemaps") for r in runs] + \
+        return [f"train_svm@{f}-{r}" for f in SVM_SETS for r in runs] + \
             [f"train_cnn_lstm@{r}" for r in runs]
 
     def land(d, e, msg):  # commit the trained fold and share it
@@ -343,11 +348,11 @@ def test_predict_gives_the_pipelines_probabilities(repo, tmp_path):
     p["predict"]["loop_below_s"] = 0.0
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     out = json.loads(predict(d, env, *files, "--protocol", "actor", "--fold", "0", "--json", "-",
-                             "--params", tmp_path / "params.yaml").stdout)
-    assert set(out["models"]) == {"svm_stats", "svm_egemaps", "cnn_lstm"}
+                             "--params", tmp_path / "params.yaml", "--model", "all").stdout)
+    assert set(out["models"]) == set(FAMILIES)
     assert all(m["runs"] == ["actor-0"] for m in out["models"].values())
-    for model, where in (("svm_stats", "whole"), ("svm_egemaps", "whole"),
-                         ("cnn_lstm", "first segment")):
+    for model in FAMILIES:
+        where = "first segment" if model == "cnn_lstm" else "whole"
         table = pd.read_csv(d / f"runs/{model}/actor-0/predictions.csv").set_index("clip_id")
         for clip, got in zip(clips, out["files"]):
             entry = got["whole"][model] if where == "whole" else got["segments"][0][model]
@@ -391,12 +396,14 @@ def test_predict_any_audio(repo, audio, tmp_path):
     r = predict(d, env, *sorted(audio.glob("*.*")), "--csv", tmp_path / "out.csv", "--json",
                 tmp_path / "out.json", "--plot", tmp_path / "plots")
     doc = json.loads((tmp_path / "out.json").read_text())
+    p = yaml.safe_load((d / "params.yaml").read_text())
+    assert list(doc["models"]) == p["predict"]["families"]  # the default families
     files = {Path(f["file"]).name: f for f in doc["files"]}
     assert set(files) == {"tone.wav", "noise.flac", "stereo44k.wav", "long70s.ogg", "voice.mp3",
                           "short1s.wav"}
     classes = doc["models"]["cnn_lstm"]["classes"]
     for f in files.values():
-        for model in ("svm_stats", "svm_egemaps", "cnn_lstm"):
+        for model in p["predict"]["families"]:
             for entry in [f["whole"][model]] + [s[model] for s in f["segments"]]:
                 assert entry["top"] == max(entry["probs"], key=entry["probs"].get)  # top = argmax
                 assert sum(entry["probs"].values()) == pytest.approx(1, abs=2e-3)
@@ -433,9 +440,10 @@ def test_predict_bad_files_fail_alone(repo, audio):
 def test_predict_without_models_or_with_other_features(repo, audio, tmp_path):
     d, env, _ = repo
     r = predict(d, env, audio / "tone.wav", "--models", tmp_path / "none", ok=False)
+    first = registry.get(yaml.safe_load((d / "params.yaml").read_text())["predict"]["families"][0])
     assert r.returncode == 1 and r.stderr.strip().splitlines() == [
-        f"error: no trained SVM models for protocol actor or random or holdout in "
-        f"{tmp_path / 'none' / 'svm_stats'}: run `dvc repro` (its train_svm@<...> stages "
+        f"error: no trained {first.name} models ({first.label}) for protocol actor or random or "
+        f"holdout in {tmp_path / 'none' / first.name}: run `dvc repro` (its {first.stage}@<...> stages "
         "write them)"]
     p = yaml.safe_load((d / "params.yaml").read_text())
     p["features_logmel"]["n_mels"] = 64

@@ -156,24 +156,26 @@ _FEATURES_SCRIPT = """
 import hashlib, sys, numpy as np
 sys.path.insert(0, sys.argv[1])
 from conftest import section, synthetic_clip
-from ser.features import egemaps, logmel, stats
+from ser.features import logmel, tables
 clips = [synthetic_clip(s, 16000, 3.5).astype(np.float32) / 32768
          for s in ("03-01-05-02-01-01-02", "03-01-03-01-02-02-07", "03-01-08-02-02-01-12")]
-lm = section("features_logmel")
-out = {"stats": np.stack([stats.clip_stats(y, 16000, section("features_stats")) for y in clips]),
-       "egemaps": np.stack([egemaps.from_samples(y, 16000, section("features_egemaps")) for y in clips]),
-       # the windows as the stage stores them: in features_logmel.dtype
-       "logmel": np.stack([logmel.logmel_windows(logmel.prepare_signal(y, lm), lm) for y in clips]).astype(lm.dtype)}
-for k, v in out.items():
-    print(k, hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest())
+for name in tables.SETS:  # every feature set, as its stage stores it
+    p, mod = section(f"features_{name}"), tables.module(name)
+    if mod is not None:
+        v = np.stack([mod.from_samples(y, 16000, p) for y in clips])
+    else:  # the windows, in features_logmel.dtype
+        v = np.stack([logmel.logmel_windows(logmel.prepare_signal(y, p), p) for y in clips]).astype(p.dtype)
+    print(name, hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest())
 """
 
-# sha256 of each family's features of the three generated clips above, as the stages store them.
+# sha256 of each feature set's features of the three generated clips above, as stored.
 # A change that alters a family's values on purpose updates its line (and reruns its stage).
 PINNED = {
-    "stats": "12dca6a14bedf619579d6ee69700e60023c6314ef41f40b4a188cf29a7d497fb",
-    "egemaps": "ea023f834d52fc3ac80a702943669b8953d30a7a9143007534826480be43bc20",
+    "stats": "f22afb036686e4acac2c54a1ddb8bdeee84f4f20c56489b9bdf23f5d011234a4",
+    "stats_conditioned": "12dca6a14bedf619579d6ee69700e60023c6314ef41f40b4a188cf29a7d497fb",
     "logmel": "232f34e19b57ff75a8996428aacbe40d95da2d9563b0d3d5ce33a4abfc245ce9",
+    "egemaps": "dd120d310609a9cd1138ebaf8acfc4b58fa387973787627a139964402c5d105f",
+    "egemaps_conditioned": "ea023f834d52fc3ac80a702943669b8953d30a7a9143007534826480be43bc20",
 }
 
 

@@ -184,3 +184,25 @@ def test_compare_is_checked_against_the_registry(tmp_path):
     data["report"]["compare"] = [["cnn_lstm", "cnn_lstm"]]
     with pytest.raises(ParamsError, match="two different families"):
         parse_params(data)
+
+
+def test_predict_families_are_checked_against_the_registry():
+    from ser.stages.params import check_families
+    data = good()
+    data["predict"]["families"] = ["cnn_lstm", "svm_wav2vec"]
+    with pytest.raises(ParamsError, match="predict.families: no model family 'svm_wav2vec'"):
+        check_families(parse_params(data), "params.yaml")
+
+
+def test_a_conditioned_section_merges_its_published_one(tmp_path):
+    """`<<: *anchor` merges a section (DVC reads it so too); a key that overrides a merged one is
+    not a duplicate, a key given twice still is."""
+    text = (ROOT / "params.yaml").read_text()
+    assert "features_stats_conditioned:\n  <<: *stats\n" in text
+    p = load_params(ROOT / "params.yaml")
+    assert p.features_stats_conditioned.frame_s == p.features_stats.frame_s
+    (tmp_path / "params.yaml").write_text(text.replace(
+        "features_stats_conditioned:\n  <<: *stats\n",
+        "features_stats_conditioned:\n  <<: *stats\n  n_mels: 40\n  n_mels: 41\n"))
+    with pytest.raises(ParamsError, match="key 'n_mels' appears twice"):
+        load_params(tmp_path / "params.yaml")

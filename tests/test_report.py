@@ -99,7 +99,8 @@ def test_cluster_weights_give_each_clip_its_actors_count():
 RUNS = ["random-0", "random-1", "actor-0", "actor-1", "actor-2", "actor-3"]
 
 
-def make_runs(tmp_path, acc=(("svm_stats", 0.5), ("svm_egemaps", 0.5), ("cnn_lstm", 0.75))):
+def make_runs(tmp_path, acc=(("svm_stats", 0.5), ("svm_stats_conditioned", 0.5), ("svm_egemaps", 0.5),
+                             ("svm_egemaps_conditioned", 0.5), ("cnn_lstm", 0.75))):
     """Predictions of every family for 4 actors x 30 clips under both protocols, with known
     accuracies per protocol: every clip of the right share is right under both protocols."""
     n = 120
@@ -196,7 +197,7 @@ def test_a_clip_tested_twice_or_tables_that_disagree_are_refused(tmp_path):
     t.to_csv(f, index=False)
     with pytest.raises(SerError, match="random-1: CNN-LSTM and SVM predictions hold different clips"):
         report.run(params, runs, tmp_path / "manifest.csv", tmp_path / "out")
-    for m in ("svm_stats", "svm_egemaps", "cnn_lstm"):  # every family tests c000 in both folds
+    for m in registry.FAMILIES:  # every family tests c000 in both folds
         a = pd.read_csv(runs / m / "random-0" / "predictions.csv")
         b = pd.read_csv(runs / m / "random-1" / "predictions.csv")
         b = pd.concat([b[b["clip_id"] != "zzz"], a[a["clip_id"] == "c000"]])
@@ -257,17 +258,17 @@ def test_the_protocol_says_what_each_family_reads(tmp_path):
     network's windows; the cost of cutting the silence is said only when it is cut."""
     p = load_params(ROOT / "params.yaml")
     line = report.reading_line(p)
-    assert line.startswith("What each family reads. SVM and eGeMAPS SVM: each clip at 16 kHz, cut "
-                           "to its sound (leading and trailing frames more than 40 dB below")
+    assert line.startswith("What each family reads. SVM and eGeMAPS SVM: each clip at 16 kHz, as "
+                           "it is; SVM (conditioned) and eGeMAPS SVM (conditioned): each clip at "
+                           "16 kHz, cut to its sound (leading and trailing frames more than 40 dB below")
     assert "scaled to -30 dBFS" in line and "white noise 30 dB below that level" in line
     assert "CNN-LSTM: log-mel windows of each clip from 0.5 s" in line and "shared speakers" in line
-    raw = p.model_copy(update={"features_egemaps": p.features_egemaps.model_copy(
-        update={"trim_db": None, "floor_db": None, "level_dbfs": None})})
+    raw = p.model_copy(update={"features_egemaps_conditioned": p.features_egemaps})
     line = report.reading_line(raw)
-    assert "SVM: each clip at 16 kHz, cut to its sound" in line
-    assert "eGeMAPS SVM: each clip at 16 kHz, as it is" in line
+    assert "SVM (conditioned): each clip at 16 kHz, cut to its sound" in line
+    assert "SVM and eGeMAPS SVM and eGeMAPS SVM (conditioned): each clip at 16 kHz, as it is" in line
     assert "shared speakers" in line
-    none = raw.model_copy(update={"features_stats": p.features_stats.model_copy(update={"trim_db": None})})
+    none = raw.model_copy(update={"features_stats_conditioned": p.features_stats})
     assert "shared speakers" not in report.reading_line(none)
 
 
@@ -279,7 +280,7 @@ def test_an_unseen_corpus_section_with_counts_collapse_spread_gaps_and_drops(tmp
     n = 60
     y = np.array(CLASSES)[np.arange(n) % 3]
     rows = []
-    for fam in ("svm_stats", "svm_egemaps", "cnn_lstm"):
+    for fam in registry.FAMILIES:
         for model in ["ensemble", "actor-0", "actor-1", "actor-2", "actor-3"]:
             pred = np.full(n, "sad") if fam == "svm_stats" else np.where(np.arange(n) % 2 == 0, y, np.roll(y, 1))
             for i in range(n):
@@ -303,3 +304,24 @@ def test_an_unseen_corpus_section_with_counts_collapse_spread_gaps_and_drops(tmp
     assert "## Unseen corpus: tess" in md and "100% sad" in md and "bored (10)" in md
     assert "clips are resampled, since 2 speakers are too few" in md
     assert (out / "figures" / "confusion_tess.png").stat().st_size > 5000
+
+
+def test_the_report_applies_the_rule_for_predicts_default_families(tmp_path):
+    """Of each SVM's two variants, the one more accurate under unseen speakers; a tie goes to the
+    published one. The report says whether params.yaml's predict.families follows the rule."""
+    out = tmp_path / "reports"
+    (tmp_path / "tie").mkdir()
+    (tmp_path / "cond").mkdir()
+    tie = make_runs(tmp_path / "tie")
+    report.run(params_file(tmp_path), tie, tmp_path / "tie" / "manifest.csv", out)
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["predict.families_follow_the_rule"] == 0  # all 0.5: the published ones win
+    assert "SVM (50.0%), eGeMAPS SVM (50.0%), CNN-LSTM (75.0%)" in (out / "report.md").read_text()
+    assert "does NOT follow it" in (out / "report.md").read_text()
+    better = make_runs(tmp_path / "cond", acc=(("svm_stats", 0.25), ("svm_stats_conditioned", 0.5),
+                                               ("svm_egemaps", 0.5), ("svm_egemaps_conditioned", 0.75),
+                                               ("cnn_lstm", 0.75)))
+    report.run(params_file(tmp_path), better, tmp_path / "cond" / "manifest.csv", out)
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["predict.families_follow_the_rule"] == 1
+    assert "predict.families follows it" in (out / "report.md").read_text()

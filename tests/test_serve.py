@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import yaml
 
 from conftest import running_server, synthetic_clip
 
@@ -74,7 +75,7 @@ def test_the_api_answers_what_ser_predict_json_gives(client, repo, tmp_path, mon
                        params_path=d / "params.yaml", models=d / "models")
     assert code == 0
     assert r.json() == json.loads((tmp_path / "out.json").read_text())
-    assert set(r.json()["models"]) == {"svm_stats", "svm_egemaps", "cnn_lstm"}
+    assert list(r.json()["models"]) == yaml.safe_load((d / "params.yaml").read_text())["predict"]["families"]
 
 
 @pytest.mark.parametrize("make,status,message", [
@@ -159,7 +160,7 @@ def test_live_segments_then_the_final_answer(client):
                 break
     assert "final" in msg, msg
     assert [s["start_s"] for s in segments] == [0.5, 3.5, 6.5]  # every full window, as it filled
-    assert all(set(s) >= {"svm_stats", "svm_egemaps", "cnn_lstm"} for s in segments)
+    assert all(set(s) >= {"svm_stats_conditioned", "svm_egemaps_conditioned", "cnn_lstm"} for s in segments)
     upload = post(client, "recording.wav", wav_bytes(pcm.astype(np.float32) / 32768, 16000)).json()
     assert msg["final"] == upload  # the same audio: the same answer as an upload
 
@@ -174,7 +175,7 @@ def test_without_models_the_server_does_not_start(tmp_path):
     from ser.apps.serve import load_service
     from ser.errors import SerError
     root = Path(__file__).resolve().parents[1]
-    with pytest.raises(SerError, match=r"no trained SVM models .* run `dvc repro` \(its train_svm@"):
+    with pytest.raises(SerError, match=r"no trained svm_stats_conditioned models \(SVM \(conditioned\)\) .* run `dvc repro` \(its train_svm@"):
         load_service(None, "auto", None, root / "params.yaml", tmp_path / "none")
 
 

@@ -28,7 +28,7 @@ import pandas as pd
 from ser import inference, registry
 from ser.audio import SILENCE, Resampler, at_rate, blocks, decode, info, silent_error
 from ser.errors import SerError
-from ser.features import egemaps, stats
+from ser.features import tables
 from ser.features.logmel import fit_window, logmel_windows, recording_windows, segment_bounds
 from ser.params import FeaturesLogmel, Params, PredictParams
 from ser.registry import Family
@@ -37,7 +37,6 @@ PROTOCOL_ORDER = ("actor", "random", "holdout")  # auto: the first whose models 
 PRODUCER = "dvc repro"  # what makes the models
 COMMITTED = Path("models")  # the training stages' models, committed to git; dvc.lock beside it
 LOCK = "dvc.lock"           # records each model file's md5: a file that differs is refused
-TABLES = {m.FAMILY: m for m in (stats, egemaps)}  # feature families of one row per recording
 
 
 @dataclass
@@ -139,7 +138,7 @@ def load_ensembles(models: Path, families: list[str], protocol: str, params: Par
                    None)
         if ens is None:
             which_fold = "" if fold is None else f" fold {fold}"
-            raise SerError(f"no trained {fam.label} models for protocol {' or '.join(order)}"
+            raise SerError(f"no trained {fam.name} models ({fam.label}) for protocol {' or '.join(order)}"
                            f"{which_fold} in {models / name}: run `{PRODUCER}` (its "
                            f"{fam.stage}@<...> stages write them)")
         out.append(ens)
@@ -229,7 +228,7 @@ def cnn_input(y_cnn: np.ndarray, pp: PredictParams, grid: FeaturesLogmel) -> tup
 def _table_x(e: Ensemble, pieces: list[np.ndarray]) -> np.ndarray:
     """A table family's feature rows of some pieces of audio (at its rate), in its models'
     column order."""
-    mod = TABLES[e.family.features]
+    mod = tables.module(e.family.features)
     fp = mod.PARAMS.from_saved(e.features)
     rows = [mod.from_samples(y, fp.sample_rate, fp) for y in pieces]
     return pd.DataFrame(np.vstack(rows), columns=mod.columns(fp))[e.columns].to_numpy()

@@ -214,6 +214,10 @@ class TrainCnnLstm(_Section):
 
 
 class PredictParams(_Section):
+    # the families `ser predict` and `ser serve` use unless told: for each table family the
+    # variant (as published or conditioned) the README's rule chose on RAVDESS (stage params
+    # checks the names; tests/test_report.py the choice against the committed report)
+    families: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]] = Field(min_length=1)
     # seconds between the starts of a recording's segments: at most 10 segments a second
     # (memory and time grow with their count), at most an hour
     hop_s: Annotated[float, Field(ge=0.1, le=3600, allow_inf_nan=False)]
@@ -301,9 +305,11 @@ class Report(_Section):
 class Params(_Section):
     download: Download
     prepare: Prepare
-    features_stats: FeaturesStats
+    features_stats: FeaturesStats                  # as published
+    features_stats_conditioned: FeaturesStats      # the same, on the conditioned recording
     features_logmel: FeaturesLogmel
     features_egemaps: FeaturesEgemaps
+    features_egemaps_conditioned: FeaturesEgemaps
     folds: Folds
     train_svm: TrainSvm
     train_cnn_lstm: TrainCnnLstm
@@ -352,11 +358,14 @@ def parse_params(data: object, source: str = "params.yaml") -> Params:
 
 class _Loader(yaml.SafeLoader):
     """PyYAML's safe loader read as DVC reads params.yaml (YAML 1.2): 1e-2 is a float, only
-    true/false are booleans (`no` stays a string), and a key given twice is an error."""
+    true/false are booleans (`no` stays a string), and a key given twice is an error (a key that
+    overrides one merged in with `<<: *anchor` is not given twice)."""
 
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 class Family:
     name: str          # as in paths and metric keys: models/<name>/, random.<name>.accuracy
     label: str         # as shown in the report, the figures and predict's output
-    features: str      # its feature family (ser.features.<features>; params features_<features>)
+    features: str      # its feature set: params features_<features>, data/features/<features>;
+                       #   its code, ser.features.<module> whose PARAMS is that section's type
     stage: str         # its training stage (ser.stages.<stage>; dvc.yaml train_<...>), which
                        #   also says how ser.inference reads its model files
     color: str         # in every figure
@@ -25,13 +26,19 @@ class Family:
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("svm_stats", "SVM", "stats", "train_svm", "#1f77b4",
-           "the reference's SVM on 200 global statistics of 20 frame-level features"),
+           "the reference's SVM on 200 global statistics of 20 frame-level features, as published"),
+    Family("svm_stats_conditioned", "SVM (conditioned)", "stats_conditioned", "train_svm", "#17becf",
+           "the same SVM and statistics of the recording cut to its sound, at one level, over a "
+           "noise floor"),
     Family("svm_egemaps", "eGeMAPS SVM", "egemaps", "train_svm", "#2ca02c",
-           "the same SVM pipeline on the 88 eGeMAPS v02 functionals (openSMILE)"),
+           "the same SVM pipeline on the 88 eGeMAPS v02 functionals (openSMILE), as published"),
+    Family("svm_egemaps_conditioned", "eGeMAPS SVM (conditioned)", "egemaps_conditioned",
+           "train_svm", "#bcbd22", "the eGeMAPS SVM on the conditioned recording"),
     Family("cnn_lstm", "CNN-LSTM", "logmel", "train_cnn_lstm", "#ff7f0e",
            "the reference's time-distributed CNN + LSTM on log-mel windows"),
 )}
-REFERENCE_SVM, NETWORK = "svm_stats", "cnn_lstm"  # the reference's question: NETWORK minus REFERENCE_SVM
+# The reference's question: NETWORK minus REFERENCE_SVM, the SVM on the reference's own features
+REFERENCE_SVM, NETWORK = "svm_stats", "cnn_lstm"
 
 
 def get(name: str) -> Family:

@@ -23,8 +23,9 @@ PROTOCOLS = ("actor", "random", "holdout")
 
 
 def _models(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", nargs="+", choices=[*registry.FAMILIES, "all"], default=["all"],
-                   metavar="FAMILY", help=f"model families ({', '.join(registry.FAMILIES)}) or all")
+    p.add_argument("--model", nargs="+", choices=[*registry.FAMILIES, "all"], default=None,
+                   metavar="FAMILY", help=f"model families ({', '.join(registry.FAMILIES)}) or all "
+                   "(default: params.yaml predict.families)")
     p.add_argument("--protocol", choices=["auto", *PROTOCOLS], default="auto",
                    help="whose fold models (auto: actor, else random, else holdout)")
     p.add_argument("--fold", type=int, default=None,

@@ -23,7 +23,7 @@ from ser import registry
 from ser.analysis import Ensemble, analyse, default_models, load_ensembles, window_grid
 from ser.errors import SerError
 from ser.io import check_output
-from ser.params import PARAMS_FILE, PredictParams, load_params
+from ser.params import PARAMS_FILE, Params, PredictParams, load_params
 
 log = logging.getLogger("predict")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
@@ -113,9 +113,12 @@ def as_json(results: list[dict], ens: list[Ensemble], errors: list[dict] | None 
                        for e in ens}, "files": results, "errors": errors or []}
 
 
-def families_of(which: list[str] | None) -> list[str]:
-    """--model's families (default or 'all': every registered family), in registry order."""
-    if not which or "all" in which:
+def families_of(which: list[str] | None, params: Params) -> list[str]:
+    """--model's families in registry order: by default params.yaml's predict.families (the
+    variants the README's rule chose), 'all': every registered family."""
+    if not which:
+        which = params.predict.families
+    if "all" in which:
         return list(registry.FAMILIES)
     return [f for f in registry.FAMILIES if f in which]
 
@@ -127,7 +130,7 @@ def run(paths: list[Path], *, which: list[str] | None = None, protocol: str = "a
     """Predict every file; print the table; write what was asked. Returns the exit status."""
     params = load_params(params_path)
     if models is None:
-        models, where = default_models(families_of(which))
+        models, where = default_models(families_of(which, params))
         log.info("%s", where)
     pp = params.predict
     if hop is not None:
@@ -138,7 +141,7 @@ def run(paths: list[Path], *, which: list[str] | None = None, protocol: str = "a
     for target in (json_out, csv_out):
         if target and target != "-":
             check_output(target)  # before any work, not after it
-    ens = load_ensembles(models, families_of(which), protocol, params, fold)
+    ens = load_ensembles(models, families_of(which, params), protocol, params, fold)
     for e in ens:
         log.info("%s: %s", e.family.label, e.describe())
     grid = window_grid(ens, params)

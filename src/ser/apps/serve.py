@@ -328,9 +328,9 @@ def load_service(which: list[str] | None, protocol: str, fold: int | None, param
                  models: Path | None) -> Service:
     params = load_params(params_path)
     if models is None:
-        models, where = analysis.default_models(predict.families_of(which))
+        models, where = analysis.default_models(predict.families_of(which, params))
         log.info("%s", where)
-    ens = analysis.load_ensembles(models, predict.families_of(which),
+    ens = analysis.load_ensembles(models, predict.families_of(which, params),
                                  protocol, params, fold)
     return Service(ens, params, threading.Lock())
 

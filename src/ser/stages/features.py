@@ -1,10 +1,11 @@
-"""Stage features: one feature family (a module of ser.features) of every clip of the manifest.
+"""Stage features: one feature set (a family of ser.features with its params) of every clip.
 
     bin/stage features --family stats --corpus data/raw/ravdess \
         --manifest data/prepared/manifest.csv --out data/features/stats.parquet
 
-dvc.yaml runs it once per feature family (foreach), each with its own params section
-(features_<family>). The table families (stats, egemaps) write one row per clip (format:
+dvc.yaml runs it once per feature set (foreach), each with its own params section
+(features_<set>; ser.features.tables says which code computes it: stats and stats_conditioned
+are the same family on other params). The table families (stats, egemaps) write one row per clip (format:
 ser.store); logmel writes `logmel.npy` and `index.csv` for every clip, each followed by its noisy
 copies: every clip trains in some fold, and a fold's training stage takes the copies of its own
 training clips only.
@@ -24,20 +25,18 @@ from tqdm import tqdm
 
 from ser.audio import load
 from ser.errors import SerError, run_cli
-from ser.features import egemaps, logmel, stats
+from ser.features import logmel, tables
 from ser.io import atomic_dir, atomic_path
 from ser.params import PARAMS_FILE, load_params
 from ser.store import FEATURE_PARAMS, LOGMEL_ARRAY, LOGMEL_INDEX, logmel_index, read_manifest
 
 log = logging.getLogger("features")
-TABLES = {m.FAMILY: m for m in (stats, egemaps)}  # one row of named columns per clip
-FAMILIES = (*TABLES, logmel.FAMILY)
 
 
 def table_row(family: str, path: Path, p) -> np.ndarray:
-    """One clip's row of a table family: its file decoded at the family's rate, through the
+    """One clip's row of a table feature set: its file decoded at the set's rate, through the
     family's from_samples (what prediction uses too), checked finite."""
-    mod = TABLES[family]
+    mod = tables.module(family)
     v = mod.from_samples(load(path, p.sample_rate), p.sample_rate, p)
     if not np.isfinite(v).all():
         bad = [c for c, ok in zip(mod.columns(p), np.isfinite(v)) if not ok]
@@ -47,7 +46,7 @@ def table_row(family: str, path: Path, p) -> np.ndarray:
 
 def write_table(family: str, p, corpus: Path, manifest: pd.DataFrame, out: Path,
                 n_jobs: int = 1) -> None:
-    mod = TABLES[family]
+    mod = tables.module(family)
     log.info("%s: %d features for %d clips", family, len(mod.columns(p)), len(manifest))
     rows = Parallel(n_jobs=n_jobs)(delayed(table_row)(family, corpus / path, p) for path in
                                      tqdm(manifest["path"], desc=f"features {family}", unit="clip"))
@@ -85,7 +84,7 @@ def run(params_path: Path, family: str, corpus: Path, manifest_path: Path, out: 
     params = load_params(params_path)
     p = getattr(params, f"features_{family}")
     manifest = read_manifest(manifest_path)
-    if family == logmel.FAMILY:
+    if tables.module(family) is None:
         write_logmel(p, corpus, manifest, out, params.runtime.n_jobs)
     else:
         write_table(family, p, corpus, manifest, out, params.runtime.n_jobs)
@@ -94,7 +93,7 @@ def run(params_path: Path, family: str, corpus: Path, manifest_path: Path, out: 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", type=Path, default=PARAMS_FILE)
-    ap.add_argument("--family", required=True, choices=FAMILIES)
+    ap.add_argument("--family", required=True, choices=tables.SETS, help="the feature set")
     ap.add_argument("--corpus", type=Path, required=True)
     ap.add_argument("--manifest", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)

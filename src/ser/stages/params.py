@@ -16,12 +16,17 @@ from ser.params import PARAMS_FILE, ParamsError, Params, load_params
 
 
 def check_families(params: Params, source: str) -> None:
-    """What the schema cannot know: report.compare names registered families, headline first."""
+    """What the schema cannot know: report.compare and predict.families name registered families,
+    the headline first."""
     for a, b in params.report.compare:
         for name in (a, b):
             if name not in registry.FAMILIES:
                 raise ParamsError(f"{source}: report.compare: no model family {name!r} (families: "
                                   f"{', '.join(registry.FAMILIES)})")
+    for name in params.predict.families:
+        if name not in registry.FAMILIES:
+            raise ParamsError(f"{source}: predict.families: no model family {name!r} (families: "
+                              f"{', '.join(registry.FAMILIES)})")
     if params.report.compare[0] != [registry.NETWORK, registry.REFERENCE_SVM]:
         raise ParamsError(f"{source}: report.compare: the first pair is the headline, the "
                           f"reference's question: [{registry.NETWORK}, {registry.REFERENCE_SVM}]")
