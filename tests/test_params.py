@@ -206,3 +206,21 @@ def test_a_conditioned_section_merges_its_published_one(tmp_path):
         "features_stats_conditioned:\n  <<: *stats\n  n_mels: 40\n  n_mels: 41\n"))
     with pytest.raises(ParamsError, match="key 'n_mels' appears twice"):
         load_params(tmp_path / "params.yaml")
+
+
+@pytest.mark.parametrize("key", ["predict.reliable_min_s", "serve.max_upload_mb", "serve.max_seconds",
+                                 "features_logmel.offset_s", "train_cnn_lstm.lr", "train_cnn_lstm.bn_eps",
+                                 "train_cnn_lstm.decay", "download.timeout_s", "download.stall_limit_s",
+                                 "features_stats_conditioned.level_dbfs", "folds.test_size"])
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+def test_no_float_param_takes_an_infinity_or_nan(tmp_path, key, value):
+    """Each once passed validation and then failed late (a traceback, an HTTP 500 on every
+    upload, a model of NaN weights written with exit 0): now one line naming the key."""
+    section, name = key.split(".")
+    text = (ROOT / "params.yaml").read_text()
+    head = text.index(f"\n{section}:")
+    at = text.index(f"\n  {name}:", head) + len(f"\n  {name}:")
+    end = text.index("\n", at)
+    (tmp_path / "params.yaml").write_text(text[:at] + f" {value}  # was{text[at:end].split('#')[0]}" + text[end:])
+    with pytest.raises(ParamsError, match=rf"params.yaml: {key}: Input should be a finite number"):
+        load_params(tmp_path / "params.yaml")

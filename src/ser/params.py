@@ -27,7 +27,8 @@ class ParamsError(SerError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # every float finite: .inf or .nan is never a usable setting (null says "none" where allowed)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class Download(_Section):
