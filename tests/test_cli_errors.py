@@ -60,3 +60,25 @@ def test_audio_load_of_a_missing_file_is_one_line(tmp_path):
     from ser.errors import SerError
     with pytest.raises(SerError, match=r"^.*missing\.wav: no such file$"):
         load(tmp_path / "missing.wav", 16000)
+
+
+def test_serve_on_a_port_in_use_says_so_at_once_before_loading_models(tmp_path):
+    """Once it loaded the models for 15 s, printed 'serving on ...', then died with uvicorn's
+    raw [Errno 98]: now the port is bound first, and a taken one is one line."""
+    import socket
+    import time
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        t0 = time.monotonic()
+        r = subprocess.run([sys.executable, "-m", "ser.apps.cli", "serve", "--port", str(port),
+                            "--models", str(tmp_path / "none"), "--params", str(ROOT / "params.yaml")],
+                           capture_output=True, text=True, cwd=tmp_path)
+        assert r.returncode == 1 and time.monotonic() - t0 < 30
+        [line] = r.stderr.strip().splitlines()
+        assert line.startswith(f"error: cannot serve on 127.0.0.1:{port}: ") and "--port" in line
+        assert "Traceback" not in r.stderr and "no trained" not in r.stderr  # before the models
+    finally:
+        taken.close()

@@ -97,3 +97,23 @@ def test_audio_sampled_below_the_svms_rate_is_warned_about(grid, sr, warned):
     assert r["sample_rate"] == sr
     assert any(f"sampled at {sr} Hz" in w for w in r["warnings"]) == warned
     assert r["whole"]["svm_stats"]["top"] in CLASSES  # answered all the same
+
+
+def test_the_table_says_one_segment_and_fits_long_labels():
+    """'1 segment', not '1 segments'; a family label longer than the column widens it, so every
+    row lines up under its header."""
+    from ser.apps.predict import to_text
+    fams = [registry.get("svm_egemaps_conditioned"), registry.get("cnn_lstm")]
+    ens = [Ensemble(f, "actor", ["actor-0"], CLASSES, {}, None, []) for f in fams]
+    entry = {"top": "neutral", "prob": 0.9, "probs": {"neutral": 0.9, "sad": 0.1}}
+    seg = {"start_s": 0.5, "end_s": 3.6, "short": False, "silent": False,
+           **{f.name: entry for f in fams}}
+    result = {"file": "a.wav", "duration_s": 3.6, "warnings": [], "segments": [seg],
+              "whole": {f.name: entry for f in fams}}
+    text = to_text([result], ens)
+    assert "(3.6 s, 1 segment)" in text
+    head, row = text.splitlines()[-2:]
+    assert len(head) == len(row)
+    assert head.index("eGeMAPS SVM (conditioned)") + len("eGeMAPS SVM (conditioned)") == \
+        row.index("neutral 0.90") + len("neutral 0.90")
+    assert "(3.6 s, 2 segments)" in to_text([{**result, "segments": [seg, seg]}], ens)

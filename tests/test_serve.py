@@ -171,6 +171,37 @@ def test_a_live_client_that_says_no_rate_is_told(client):
         assert "sample_rate" in ws.receive_json()["error"]
 
 
+def test_ser_serve_binds_its_port_loads_the_models_and_answers(repo):
+    """The command as a user runs it: `ser serve` on a free port answers /api/info with the
+    default families, and stops on SIGINT (Ctrl-C)."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    d, env, _ = repo
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "ser.apps.cli", "serve", "--port", str(port)],
+                            cwd=d, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, info = time.time() + 90, None
+        while info is None and time.time() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/info", timeout=2) as r:
+                    info = json.loads(r.read())
+            except OSError:
+                time.sleep(0.3)
+        assert info is not None, proc.stderr.read() if proc.poll() is not None else "no answer"
+        assert list(info["models"]) == yaml.safe_load((d / "params.yaml").read_text())["predict"]["families"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "stopped" in err and "Traceback" not in err
+
+
 def test_without_models_the_server_does_not_start(tmp_path):
     from ser.apps.serve import load_service
     from ser.errors import SerError

@@ -60,16 +60,19 @@ def to_text(results: list[dict], ens: list[Ensemble]) -> str:
     width = max(len(e.family.label) for e in ens)
     lines = []
     for r in results:
-        lines.append(f"{r['file']} ({r['duration_s']:.1f} s, {len(r['segments'])} segments)"
+        n = len(r["segments"])
+        lines.append(f"{r['file']} ({r['duration_s']:.1f} s, {n} segment{'' if n == 1 else 's'})"
                      + "".join(f"\n  warning: {w}" for w in r["warnings"]))
         for e in ens:
             x = r["whole"][e.name]
             lines.append(f"  whole recording, {e.family.label:{width}s}: {x['top']:9s} {x['prob']:.2f}")
-        head = "  " + f"{'segment':>15s}" + "".join(f"  {e.family.label:>15s}" for e in ens)
+        cols = [max(15, len(e.family.label)) for e in ens]  # a column as wide as its label
+        head = "  " + f"{'segment':>15s}" + "".join(f"  {e.family.label:>{w}s}" for e, w in zip(ens, cols))
         lines.append(head)
         for s in r["segments"]:
-            cells = "".join(f"  {'-':>10s}     " if s[e.name] is None else
-                            f"  {s[e.name]['top']:>10s} {s[e.name]['prob']:.2f}" for e in ens)
+            cells = "".join(f"  {'-':>{w}s}" if s[e.name] is None else
+                            f"  {s[e.name]['top']:>{w - 5}s} {s[e.name]['prob']:.2f}"
+                            for e, w in zip(ens, cols))
             flags = ("  short" if s["short"] else "") + ("  silent" if s["silent"] else "")
             lines.append(f"  {s['start_s']:6.1f}-{s['end_s']:6.1f} s{cells}{flags}")
     return "\n".join(lines)

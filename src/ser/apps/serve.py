@@ -29,6 +29,7 @@ import contextlib
 import functools
 import json
 import logging
+import socket
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -335,14 +336,34 @@ def load_service(which: list[str] | None, protocol: str, fold: int | None, param
     return Service(ens, params, threading.Lock())
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, bound at once: a port already in use is one line before any model
+    loads (they take seconds), not a traceback after."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise SerError(f"cannot serve on {host}:{port}: {err.strerror or err} (another server on "
+                       "that port? choose another with --port)") from None
+    return sock
+
+
 def run(*, host: str | None = None, port: int | None = None, which: list[str] | None = None,
         protocol: str = "auto", fold: int | None = None, params_path: Path = PARAMS_FILE,
         models: Path | None = None) -> None:
-    """Load the models (refusing to start without them), then serve until Ctrl-C."""
+    """Bind the port, load the models (refusing to start without them), serve until Ctrl-C."""
     import uvicorn
-    service = load_service(which, protocol, fold, params_path, models)
-    sp = service.params.serve
+    sp = load_params(params_path).serve
     host, port = host or sp.host, port if port is not None else sp.port
+    sock = listening_socket(host, port)
+    try:
+        service = load_service(which, protocol, fold, params_path, models)
+    except BaseException:
+        sock.close()
+        raise
     for e in service.ens:
         log.info("%s: %s", e.family.label, e.describe())
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -352,7 +373,9 @@ def run(*, host: str | None = None, port: int | None = None, which: list[str] | 
     config = uvicorn.Config(create_app(service), host=host, port=port, log_level="warning",
                             ws_max_size=1 << 20)
     try:
-        asyncio.run(uvicorn.Server(config).serve())
+        asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
     except KeyboardInterrupt:
         pass
+    finally:
+        sock.close()
     log.info("stopped")
