@@ -167,6 +167,10 @@ def test_report_from_known_predictions(tmp_path):
     assert lines[2].startswith("**Under random 2-fold cross-validation") and "25.0 points more" in lines[2]
     assert lines[4].startswith("**Under unseen speakers")
     assert "| SVM | 50.0 [" in md and "| eGeMAPS SVM | 50.0 [" in md
+    assert "## Every family in every setting (%, 95% CI)" in md  # both protocols, every family
+    starts = [line.split(" | ")[0] for line in lines]
+    assert starts.count("| unseen speakers") == len(registry.FAMILIES) == starts.count("| random CV")
+    assert 0 < m["actor.svm_stats.top_share"] < 1
     assert "finds a **larger** gap (+10 lies below the interval)" in md
     for png in ("accuracy", "actors", "forest_random", "forest_actor", "confusion_random",
                 "per_class_f1_actor", "curves_random", "curves_actor"):
@@ -298,6 +302,9 @@ def test_an_unseen_corpus_section_with_counts_collapse_spread_gaps_and_drops(tmp
                tmp_path / "manifest.csv", out)
     m = json.loads((out / "metrics.json").read_text())
     assert m["corpus.tess.svm_stats.top_share"] == 1.0 and m["corpus.tess.cnn_lstm.accuracy"] == 0.5
+    rows = [r for r in (out / "report.md").read_text().splitlines() if r.startswith("| tess | ")]
+    assert len(rows) == len(registry.FAMILIES)  # the corpus in the table of every setting
+    assert rows[0].startswith("| tess | SVM | ") and "| 100% sad |" in rows[0]
     assert "corpus.tess.gap.cnn_lstm-svm_stats.accuracy_pp" in m
     assert m["corpus.tess.drop.cnn_lstm.accuracy_pp"] == pytest.approx(25.0)  # 75% -> 50%
     md = (out / "report.md").read_text()
