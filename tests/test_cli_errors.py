@@ -82,3 +82,24 @@ def test_serve_on_a_port_in_use_says_so_at_once_before_loading_models(tmp_path):
         assert "Traceback" not in r.stderr and "no trained" not in r.stderr  # before the models
     finally:
         taken.close()
+
+
+def test_ser_predict_works_from_any_folder_with_the_projects_params_and_models(tmp_path):
+    """Once it said 'params.yaml: not found (run from the repository root)' anywhere else: now
+    the project's params.yaml and committed models (beside it) are found from the package. An SVM
+    family's committed models answer a generated recording from a foreign folder."""
+    import json
+    import numpy as np
+    import soundfile as sf
+    from conftest import synthetic_clip
+    if not (ROOT / "models" / "svm_stats_conditioned" / "actor-0.model").is_file():
+        pytest.skip("no committed svm_stats_conditioned models")
+    sf.write(tmp_path / "voice.wav", synthetic_clip("03-01-05-02-01-01-02", 16000, 4.0) / 32768, 16000)
+    r = subprocess.run([sys.executable, "-m", "ser.apps.cli", "predict", "voice.wav", "--model",
+                        "svm_stats_conditioned", "--json", "-"], capture_output=True, text=True,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"models: the committed models ({ROOT / 'models'}/, checked against dvc.lock)" in r.stderr
+    out = json.loads(r.stdout)
+    assert out["models"]["svm_stats_conditioned"]["runs"] == [f"actor-{k}" for k in range(6)]
+    assert np.isclose(sum(out["files"][0]["whole"]["svm_stats_conditioned"]["probs"].values()), 1, atol=2e-3)

@@ -78,14 +78,16 @@ def test_a_fresh_copy_predicts_with_the_committed_models_and_refuses_a_changed_o
     d, env, _ = repo
     clone = tmp_path / "clone"
     clone.mkdir()
-    shutil.copytree(d / "models", clone / "models")
+    for name in ("models", "src"):
+        shutil.copytree(d / name, clone / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("params.yaml", "dvc.lock"):
         shutil.copy(d / name, clone / name)
     sf.write(clone / "voice.wav", synthetic_clip("03-01-05-02-01-01-02", 16000, 4.0) / 32768, 16000)
 
     def predict():
         return subprocess.run([sys.executable, "-m", "ser.apps.cli", "predict", "voice.wav", "--json", "-"],
-                              cwd=clone, env=env, capture_output=True, text=True)
+                              cwd=clone, env={**env, "PYTHONPATH": str(clone / "src")},
+                              capture_output=True, text=True)
     r = predict()
     assert r.returncode == 0, r.stderr
     assert "predict: models: the committed models (models/, checked against dvc.lock)" in r.stderr.splitlines()[0]

@@ -145,10 +145,12 @@ def load_ensembles(models: Path, families: list[str], protocol: str, params: Par
     return out
 
 
-def default_models(families: list[str]) -> tuple[Path, str]:
-    """Where the models come from when none is named: the committed ones (models/, each file
-    checked against dvc.lock), and a line saying so."""
-    return COMMITTED, f"models: the committed models ({COMMITTED}/, checked against {LOCK})"
+def default_models(project: Path) -> tuple[Path, str]:
+    """Where the models come from when none is named: the project's committed ones (the models/
+    folder in `project`, each file checked against its dvc.lock), and a line saying so."""
+    folder = Path(project) / COMMITTED
+    shown = COMMITTED if folder.resolve() == COMMITTED.resolve() else folder
+    return folder, f"models: the committed models ({shown}/, checked against {LOCK})"
 
 
 def _lock_md5s(lock: Path) -> dict[str, str]:
@@ -175,11 +177,11 @@ def check_committed(folder: Path, files: list[Path]) -> None:
         rel = f.relative_to(folder.parent).as_posix()
         want = md5s.get(rel)
         if want is None:
-            raise SerError(f"{f}: not recorded in {lock} (no stage of this checkout wrote it): "
+            raise SerError(f"{f}: not recorded in {LOCK} (no stage of this checkout wrote it): "
                            f"refused; run `{PRODUCER}`, or pass --models with its folder")
         got = hashlib.md5(f.read_bytes()).hexdigest()
         if got != want:
-            raise SerError(f"{f}: md5 {got[:12]}... is not the one {lock} records ({want[:12]}...): "
+            raise SerError(f"{f}: md5 {got[:12]}... is not the one {LOCK} records ({want[:12]}...): "
                            f"refused; restore it with `git checkout {f}`, or run `{PRODUCER}`")
 
 

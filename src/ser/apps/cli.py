@@ -4,8 +4,8 @@
                 [--json FILE] [--csv FILE] [--plot FILE.png|FOLDER]
     ser serve [--host 127.0.0.1] [--port 8000] [--model ...] [--protocol ...] [--fold K]
 
-Run from the repository root: the models are the committed ones (models/, each checked against
-dvc.lock), the settings params.yaml's (`predict` and `serve`).
+From any folder: the settings are the project's params.yaml (`predict`, `serve`), the models its
+committed ones (its models/, each checked against its dvc.lock), unless --params, --models say.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from pathlib import Path
 from ser import registry
 from ser.cpu import reexec_with_reused_memory
 from ser.errors import run_cli
-from ser.params import PARAMS_FILE
 
 PROTOCOLS = ("actor", "random", "holdout")
 
@@ -30,7 +29,8 @@ def _models(p: argparse.ArgumentParser) -> None:
                    help="whose fold models (auto: actor, else random, else holdout)")
     p.add_argument("--fold", type=int, default=None,
                    help="one fold's model instead of the ensemble (e.g. the fold that tested a clip)")
-    p.add_argument("--params", type=Path, default=PARAMS_FILE)
+    p.add_argument("--params", type=Path, default=None,
+                   help="settings (default: the project's params.yaml, wherever `ser` runs)")
     p.add_argument("--models", type=Path, default=None,
                    help="folder of <family>/<run>.model files (default: the committed models/)")
 

@@ -2,8 +2,8 @@
 write JSON, CSV and timeline plots.
 
 PATH: audio files (WAV, FLAC, OGG, MP3; any rate; stereo is downmixed; any length) or folders,
-walked for such files. Run from the repository root: the models are the committed ones (models/,
-checked against dvc.lock), the settings params.yaml's `predict` section. By default every family (ser.registry), each the
+walked for such files, from any folder: the settings are the project's params.yaml (`predict`),
+the models its committed ones (its models/, checked against its dvc.lock), unless told. By default every family (ser.registry), each the
 speaker-independent (actor) protocol's ensemble, since a new recording is a new speaker.
 """
 
@@ -20,10 +20,11 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from ser import registry
+from ser.apps import project_params
 from ser.analysis import Ensemble, analyse, default_models, load_ensembles, window_grid
 from ser.errors import SerError
 from ser.io import check_output
-from ser.params import PARAMS_FILE, Params, PredictParams, load_params
+from ser.params import Params, PredictParams, load_params
 
 log = logging.getLogger("predict")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
@@ -129,11 +130,12 @@ def families_of(which: list[str] | None, params: Params) -> list[str]:
 def run(paths: list[Path], *, which: list[str] | None = None, protocol: str = "auto",
         fold: int | None = None, hop: float | None = None, json_out: str | None = None,
         csv_out: str | None = None, plot_out: Path | None = None,
-        params_path: Path = PARAMS_FILE, models: Path | None = None) -> int:
+        params_path: Path | None = None, models: Path | None = None) -> int:
     """Predict every file; print the table; write what was asked. Returns the exit status."""
+    params_path = params_path or project_params()
     params = load_params(params_path)
     if models is None:
-        models, where = default_models(families_of(which, params))
+        models, where = default_models(project_params().parent)
         log.info("%s", where)
     pp = params.predict
     if hop is not None:

@@ -38,10 +38,10 @@ from pathlib import Path
 import numpy as np
 
 from ser import analysis
-from ser.apps import predict
+from ser.apps import predict, project_params
 from ser.audio import decode, info
 from ser.errors import SerError
-from ser.params import PARAMS_FILE, Params, load_params
+from ser.params import Params, load_params
 
 log = logging.getLogger("serve")
 WEB = Path(__file__).resolve().parent / "web"
@@ -329,7 +329,7 @@ def load_service(which: list[str] | None, protocol: str, fold: int | None, param
                  models: Path | None) -> Service:
     params = load_params(params_path)
     if models is None:
-        models, where = analysis.default_models(predict.families_of(which, params))
+        models, where = analysis.default_models(project_params().parent)
         log.info("%s", where)
     ens = analysis.load_ensembles(models, predict.families_of(which, params),
                                  protocol, params, fold)
@@ -352,10 +352,11 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 def run(*, host: str | None = None, port: int | None = None, which: list[str] | None = None,
-        protocol: str = "auto", fold: int | None = None, params_path: Path = PARAMS_FILE,
+        protocol: str = "auto", fold: int | None = None, params_path: Path | None = None,
         models: Path | None = None) -> None:
     """Bind the port, load the models (refusing to start without them), serve until Ctrl-C."""
     import uvicorn
+    params_path = params_path or project_params()
     sp = load_params(params_path).serve
     host, port = host or sp.host, port if port is not None else sp.port
     sock = listening_socket(host, port)
