@@ -6,7 +6,7 @@
 Extracts the corpus's archive (its params entry: `archive_env`) into a temporary folder, then
 times, in this process, each family alone on the first --clips clips (one process, the way each
 of the stage's workers reads its share), and the whole stage (`ser.stages.evaluate_corpus.run`:
-every clip, every family, `evaluate_corpus.n_jobs` workers), the target being at most 3 minutes
+every clip, every family, `runtime.n_jobs` workers), the target being at most 3 minutes
 for TESS's 2240 clips. Without --models it writes model files of the reference's sizes
 (bench_predict.write_models: speed does not depend on what the weights learned).
 """
@@ -63,7 +63,7 @@ def main() -> None:
                   f"thread: {len(subset) / dt:.1f} clips/s", flush=True)
         torch.set_num_threads(os.cpu_count() or 1)
         info = evaluate_corpus.run(a.params, a.name, folder, models, tmp / "out")
-        print(f"the stage, every family, {evaluate_corpus.effective_n_jobs(params.evaluate_corpus.n_jobs)} "
+        print(f"the stage, every family, {evaluate_corpus.effective_n_jobs(params.runtime.n_jobs)} "
               f"workers: {info['kept']} clips in {info['seconds']:.0f} s ({info['clips_per_second']} "
               f"clips/s; target: at most 180 s for TESS)")
 

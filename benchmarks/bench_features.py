@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from ser.features import tables
 from ser.params import PARAMS_FILE
 from ser.stages import features
 from ser.store import load_logmel
@@ -34,21 +35,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for jobs in a.jobs:
-            data = dict(base)
-            for family in features.FAMILIES:
-                data[f"features_{family}"] = dict(base[f"features_{family}"], n_jobs=jobs)
+            data = dict(base, runtime=dict(base["runtime"], n_jobs=jobs))
             params = tmp / f"params_{jobs}.yaml"
             params.write_text(yaml.safe_dump(data))
             total = 0.0
-            for family in features.FAMILIES:
-                out = tmp / (family if family == "logmel" else f"{family}.parquet")
+            for family in tables.SETS:
+                out = tmp / (f"{family}.parquet" if tables.module(family) else family)
                 t0 = time.perf_counter()
                 features.run(params, family, a.corpus, a.manifest, out)
                 dt = time.perf_counter() - t0
                 total += dt
-                print(f"features@{family:8s} n_jobs={jobs}: {n} clips in {dt:6.1f} s = "
+                print(f"features@{family:19s} n_jobs={jobs}: {n} clips in {dt:6.1f} s = "
                       f"{n / dt:6.1f} clips/s", flush=True)
-            print(f"{'every family':17s} n_jobs={jobs}: {total:6.1f} s", flush=True)
+            print(f"{'every feature set':28s} n_jobs={jobs}: {total:6.1f} s", flush=True)
         x, index = load_logmel(tmp / "logmel")
         print(f"logmel array: {x.shape} {x.dtype}, {x.nbytes / 2**20:.0f} MiB "
               f"({len(index)} rows: {n} clips + {len(index) - n} noisy copies)")

@@ -30,13 +30,12 @@ import torch
 from reuse_memory import reexec_script
 from ser import analysis, modelfile, registry
 from ser.cnn_lstm import CNNLSTM
-from ser.features import egemaps, stats
+from ser.features import tables
 from ser.labels import class_names
 from ser.params import load_params
 from ser.stages.train_cnn_lstm import network_args
 from ser.svm_pipeline import fit
 
-TABLES = {"stats": stats, "egemaps": egemaps}
 
 
 def write_models(folder: Path, folds: int, params_path: Path) -> None:
@@ -46,12 +45,12 @@ def write_models(folder: Path, folds: int, params_path: Path) -> None:
     classes = class_names(params.prepare.classes)
     rng = np.random.default_rng(0)
     y = np.array(classes)[rng.integers(0, len(classes), 900)]
-    svm_p = params.train_svm.model_copy(update={"C": [5.0], "gamma": [0.005], "n_jobs": 1})
+    svm_p = params.train_svm.model_copy(update={"C": [5.0], "gamma": [0.005]})
     torch.manual_seed(0)
     for fam in registry.FAMILIES.values():
         feats = getattr(params, f"features_{fam.features}").saved()
         if fam.stage == "train_svm":
-            cols = TABLES[fam.features].columns(getattr(params, f"features_{fam.features}"))
+            cols = tables.module(fam.features).columns(getattr(params, f"features_{fam.features}"))
             X = rng.normal(size=(900, len(cols)))
             X[:, :40] += 0.3 * np.array([classes.index(v) for v in y])[:, None]  # something to select
             model, _ = fit(X, y, svm_p)
