@@ -399,3 +399,39 @@ def test_old_pickles_convert_to_model_files_with_the_same_answers(tmp_path):
     meta, proba = inference.read_model(registry.get("svm_stats"), svm_file)
     np.testing.assert_allclose(proba(X), model.predict_proba(X), atol=1e-12)
     assert meta["run"] == "actor-1" and "converted from actor-1.joblib" in meta["code"]
+
+
+def test_a_copied_or_misplaced_model_file_is_refused_in_one_line(tmp_path):
+    """Issue 43: random-0.model copied to actor-2 joined the actor ensemble, actor-0 copied over
+    actor-1 was averaged twice, each changing the answers without a word. A file's meta must say
+    the run its name says."""
+    from sklearn.datasets import make_classification
+    from conftest import section
+    from ser import svm_pipeline
+    from ser.analysis import load_ensemble
+    params = load_params(ROOT / "params.yaml")
+    X, y = make_classification(n_samples=90, n_features=6, n_informative=4, n_classes=3, random_state=0)
+    classes = ["happy", "sad", "angry"]
+    model, _ = svm_pipeline.fit(X, np.array(classes)[y], section("train_svm", C=[1], gamma=[0.1],
+                                                                 cv_folds=3, pca_components=0))
+    payload = {modelfile.ESTIMATOR: modelfile.estimator_bytes(model)}
+    folder = tmp_path / "svm_stats"
+
+    def write(place: str, run: str) -> None:
+        prot, k = run.rsplit("-", 1)
+        modelfile.write(folder / f"{place}.model", {
+            "family": "svm_stats", "classes": classes, "columns": [f"c{i}" for i in range(6)],
+            "features": {"family": "stats", "params": params.features_stats.saved()},
+            "run": run, "protocol": prot, "fold": int(k)}, payload)
+    for k in range(6):
+        write(f"actor-{k}", f"actor-{k}")
+    ens = load_ensemble(tmp_path, registry.get("svm_stats"), "actor", params)
+    assert ens.runs == [f"actor-{k}" for k in range(6)]
+    shutil.copy(folder / "actor-0.model", folder / "actor-1.model")
+    with pytest.raises(SerError, match=r"actor-1.model: holds the model of run 'actor-0' \(protocol "
+                                       r"'actor', fold 0\), not of actor-1: a copied or misplaced file"):
+        load_ensemble(tmp_path, registry.get("svm_stats"), "actor", params)
+    write("actor-1", "actor-1")
+    write("actor-2", "random-0")
+    with pytest.raises(SerError, match=r"actor-2.model: holds the model of run 'random-0' \(protocol 'random'"):
+        load_ensemble(tmp_path, registry.get("svm_stats"), "actor", params)

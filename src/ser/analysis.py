@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ser import inference, registry
+from ser import inference, modelread, registry
 from ser.audio import SILENCE, Resampler, at_rate, blocks, decode, info, silent_error
 from ser.errors import SerError
 from ser.features import tables
@@ -106,6 +106,17 @@ def model_files(models: Path, family: str, protocol: str, params: Params,
     return files
 
 
+def check_place(path: Path, meta: dict, protocol: str) -> None:
+    """A model file's meta must say the run its name says (<protocol>-<fold>.model in its
+    family's folder): a file copied or moved from another run would join the wrong ensemble, or
+    one twice, and change its answers without a word. One line naming the file."""
+    want = (path.stem, protocol, int(path.stem.rsplit("-", 1)[1]))
+    got = (meta.get("run"), meta.get("protocol"), meta.get("fold"))
+    if got != want:
+        raise SerError(f"{path}: holds the model of run {got[0]!r} (protocol {got[1]!r}, fold "
+                       f"{got[2]!r}), not of {path.stem}: a copied or misplaced file, refused")
+
+
 def load_ensemble(models: Path, family: Family, protocol: str, params: Params,
                   fold: int | None = None) -> Ensemble | None:
     """The fold models of one family and protocol (or its one fold), or None when there are none."""
@@ -117,6 +128,7 @@ def load_ensemble(models: Path, family: Family, protocol: str, params: Params,
     current = getattr(params, section).saved()
     ens = None
     for f in files:
+        check_place(f, modelread.read(f, family=family.name)[0], protocol)  # meta alone: cheap
         meta, proba = inference.read_model(family, f)
         feats = _check_features(f, (meta.get("features") or {}).get("params"), current, section)
         if ens is None:
