@@ -435,3 +435,28 @@ def test_a_copied_or_misplaced_model_file_is_refused_in_one_line(tmp_path):
     write("actor-2", "random-0")
     with pytest.raises(SerError, match=r"actor-2.model: holds the model of run 'random-0' \(protocol 'random'"):
         load_ensemble(tmp_path, registry.get("svm_stats"), "actor", params)
+
+
+def test_a_model_that_answers_nan_is_refused_never_written(tmp_path):
+    """Issue 43: a NaN-weight model made `--json` write NaN (invalid JSON, exit 0) and `ser serve`
+    answer 500. Now a network file with non-finite weights is refused when read, and any model
+    whose probabilities are not finite is refused when it answers, in one line."""
+    from conftest import section
+    from ser.analysis import Ensemble
+    from ser.cnn_lstm import CNNLSTM
+    from ser.stages.train_cnn_lstm import network_args
+    net = network_args(section("train_cnn_lstm", filters=[4, 4, 8, 8], lstm_units=16),
+                       {"n_mels": 128, "win_size": 128})
+    state = CNNLSTM(3, **net).state_dict()
+    state["head.weight"][0, 0] = float("nan")
+    path = tmp_path / "cnn_lstm" / "actor-0.model"
+    modelfile.write(path, {"family": "cnn_lstm", "classes": ["a", "b", "c"], "network": net,
+                           "run": "actor-0", "protocol": "actor", "fold": 0},
+                    {modelfile.WEIGHTS: modelfile.tensors_bytes(state)})
+    with pytest.raises(SerError, match=r"actor-0.model: non-finite weights in 1 of \d+ tensors "
+                                       r"\(head.weight, ...\): refused"):
+        inference.read_model(registry.get("cnn_lstm"), path)
+    ens = Ensemble(registry.get("svm_stats"), "actor", ["actor-0", "actor-1"], ["a", "b"], {}, None,
+                   [lambda x: np.full((len(x), 2), 0.5), lambda x: np.full((len(x), 2), np.nan)])
+    with pytest.raises(SerError, match="the svm_stats model actor-1 answers non-finite probabilities"):
+        ens.proba(np.zeros((1, 3)))

@@ -65,8 +65,14 @@ class Ensemble:
         return np.mean(self.fold_probas(x), axis=0)
 
     def fold_probas(self, x) -> np.ndarray:
-        """(fold models, rows, classes): each fold model's probabilities."""
-        return np.stack([p(x) for p in self.probas])
+        """(fold models, rows, classes): each fold model's probabilities, all finite: a model
+        that answers NaN or infinity is refused in one line, never written as an answer."""
+        out = np.stack([p(x) for p in self.probas])
+        bad = ~np.isfinite(out).all(axis=(1, 2))
+        if bad.any():
+            raise SerError(f"the {self.name} model {self.runs[int(np.argmax(bad))]} answers "
+                           "non-finite probabilities (NaN or infinite weights?): refused")
+        return out
 
 
 def _is_cnn(e: Ensemble) -> bool:

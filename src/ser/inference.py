@@ -44,6 +44,10 @@ def read_cnn_lstm(path: Path, *, bf16: bool | str = "auto") -> tuple[dict, Proba
     where the processor has it (bf16="auto"), else fp32; channels-last on the CPU."""
     meta, data = modelread.read(path, modelfile.WEIGHTS, family="cnn_lstm")
     state = modelread.tensors_from(data, path)
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise SerError(f"{path}: non-finite weights in {len(bad)} of {len(state)} tensors "
+                       f"({bad[0]}, ...): refused")
     try:
         raw = CNNLSTM(len(meta["classes"]), **meta["network"])
         raw.load_state_dict(state)

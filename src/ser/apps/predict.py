@@ -166,7 +166,8 @@ def run(paths: list[Path], *, which: list[str] | None = None, protocol: str = "a
             errors.append({"file": str(f), "error": str(err)})
     # written even when every file failed: no earlier run's results are left standing
     if json_out:
-        _write(json_out, json.dumps(as_json(results, ens, errors), indent=2) + "\n")
+        # allow_nan=False: valid JSON or an error, never NaN (answers are checked finite)
+        _write(json_out, json.dumps(as_json(results, ens, errors), indent=2, allow_nan=False) + "\n")
     if csv_out:
         _write(csv_out, to_rows(results, ens).to_csv(index=False))
     if results:
