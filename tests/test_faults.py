@@ -460,3 +460,17 @@ def test_a_model_that_answers_nan_is_refused_never_written(tmp_path):
                    [lambda x: np.full((len(x), 2), 0.5), lambda x: np.full((len(x), 2), np.nan)])
     with pytest.raises(SerError, match="the svm_stats model actor-1 answers non-finite probabilities"):
         ens.proba(np.zeros((1, 3)))
+
+
+def test_convert_models_loads_no_pickle_without_trust(tmp_path):
+    """Issue 43: convert_models ran the pickle before saying it was no model. It is documented to
+    load pickles, for files one trusts: without --trust it says so and loads nothing."""
+    import joblib
+    marker = tmp_path / "pwned"
+    joblib.dump({"kind": "svm", "model": Evil(marker)}, tmp_path / "actor-0.joblib")
+    r = subprocess.run([sys.executable, "-m", "ser.apps.convert_models", str(tmp_path / "actor-0.joblib"),
+                        "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert r.returncode == 1 and not marker.exists() and not (tmp_path / "out").exists()
+    [line] = r.stderr.strip().splitlines()
+    assert line.startswith(f"error: {tmp_path / 'actor-0.joblib'}: loading a pickle runs any code")
+    assert "pass --trust" in line

@@ -18,7 +18,7 @@ from ser.modelfile import FORMAT, META, VERSION
 
 MAX_META = 1 << 20           # bytes: meta.json is a few kB
 MAX_PAYLOAD = 512 << 20      # bytes, uncompressed: the largest payload is a few MB
-CONVERT = "python -m ser.apps.convert_models"
+CONVERT = "python -m ser.apps.convert_models --trust --out DIR"
 
 
 def _older_format(path: Path, head: bytes) -> str | None:

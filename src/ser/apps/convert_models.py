@@ -1,10 +1,11 @@
 """Convert model files of the earlier pickle format (`data/models/svm/<run>.joblib`,
 `data/models/cnn_lstm/<run>.pt`) to model files of this version (ser.modelfile).
 
-    python -m ser.apps.convert_models data/models/svm/actor-0.joblib ... --out converted
+    python -m ser.apps.convert_models data/models/svm/actor-0.joblib ... --out converted --trust
 
 Loading a pickle runs whatever code it carries: convert only files you trust (your own runs).
-This is the one place that loads one, and only when asked. The SVM files become the svm_stats
+This is the one place that loads one, and only when asked: without --trust it says so and
+loads nothing. The SVM files become the svm_stats
 family (the reference's statistics), written to OUT/<family>/<run>.model; the converted model
 gives the same probabilities as the original.
 """
@@ -77,7 +78,13 @@ def main() -> None:
     ap.add_argument("files", nargs="+", type=Path, metavar="FILE", help="old .joblib / .pt files")
     ap.add_argument("--out", type=Path, required=True,
                     help="writes OUT/<family>/<run>.model, for `ser predict --models OUT`")
+    ap.add_argument("--trust", action="store_true",
+                    help="load the pickles: they run any code they hold, so only your own files")
     a = ap.parse_args()
+    if not a.trust:
+        raise SerError(f"{a.files[0]}: loading a pickle runs any code it holds, so nothing was "
+                       "loaded: pass --trust for files you made yourself (this project's older "
+                       "version), never for files from elsewhere")
     for f in a.files:
         log.info("%s -> %s", f, convert(f, a.out))
 
