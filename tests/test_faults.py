@@ -474,3 +474,21 @@ def test_convert_models_loads_no_pickle_without_trust(tmp_path):
     [line] = r.stderr.strip().splitlines()
     assert line.startswith(f"error: {tmp_path / 'actor-0.joblib'}: loading a pickle runs any code")
     assert "pass --trust" in line
+
+
+def test_dvc_lock_is_parsed_once_per_version_and_a_change_is_seen(tmp_path):
+    """check_committed reads dvc.lock for every family it loads: the parse is cached by the
+    file's mtime and size, so the same file is parsed once and an edited one is read again."""
+    import yaml
+    from ser import analysis
+    lock = tmp_path / "dvc.lock"
+
+    def write(md5: str) -> None:
+        lock.write_text(yaml.safe_dump({"schema": "2.0", "stages": {"train_svm@stats-actor-0": {
+            "outs": [{"path": "models/svm_stats/actor-0.model", "md5": md5}]}}}))
+    write("a" * 32)
+    first = analysis._lock_md5s(lock)
+    assert first == {"models/svm_stats/actor-0.model": "a" * 32}
+    assert analysis._lock_md5s(lock) is first  # the cached parse
+    write("b" * 31 + "cd")  # another size, another version
+    assert analysis._lock_md5s(lock) == {"models/svm_stats/actor-0.model": "b" * 31 + "cd"}

@@ -360,8 +360,8 @@ def protocol_blocks(p: str, r: dict, label: str, classes: list[str], params: Par
 CONDITIONING = ("level_dbfs", "floor_db", "trim_db")
 
 
-def settings_blocks(res: dict[str, dict], drop: dict | None, labels: dict[str, str],
-                    unseen: dict[str, dict], params: Params) -> list[dict]:
+def settings_blocks(res: dict[str, dict], drop: dict | None, unseen: dict[str, dict],
+                    params: Params) -> list[dict]:
     """Every family in every setting in one table: each protocol on RAVDESS and each unseen corpus,
     with accuracy, balanced accuracy, the commonest answer's share, and the drop into the setting
     (random CV to unseen speakers; unseen RAVDESS speakers to each corpus)."""
@@ -599,7 +599,7 @@ def run(params_path: Path, runs: Path, manifest_path: Path, out: Path) -> dict:
                                f"Confusion matrices on {name} (row-normalised, counts in brackets)",
                                folder / f"confusion_{name}.png")
     blocks = summary_blocks(res, drop, labels, params, figs)
-    blocks += settings_blocks(res, drop, labels, unseen, params)
+    blocks += settings_blocks(res, drop, unseen, params)
     if "actor" in res:
         blocks.append({"p": default_line(res["actor"], params)})
     for p, r in res.items():
