@@ -492,3 +492,71 @@ def test_dvc_lock_is_parsed_once_per_version_and_a_change_is_seen(tmp_path):
     assert analysis._lock_md5s(lock) is first  # the cached parse
     write("b" * 31 + "cd")  # another size, another version
     assert analysis._lock_md5s(lock) == {"models/svm_stats/actor-0.model": "b" * 31 + "cd"}
+
+
+# ---------------------------------------------------------------- outputs that never clobber (issue 43)
+
+def test_a_read_only_file_is_refused_also_through_a_symlink_and_keeps_its_content(tmp_path):
+    """Issue 43: --json through a symlink to a 0444 file replaced its content and its mode."""
+    target = tmp_path / "kept.json"
+    target.write_text("precious")
+    target.chmod(0o444)
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    for path in (target, link):
+        with pytest.raises(SerError, match=rf"^{path}: read-only: refused"):
+            check_output(path)
+    assert target.read_text() == "precious" and (target.stat().st_mode & 0o777) == 0o444
+
+
+def test_a_replaced_file_keeps_its_mode(tmp_path):
+    out = tmp_path / "out.csv"
+    out.write_text("old")
+    out.chmod(0o600)
+    write_text(out, "new")
+    assert out.read_text() == "new" and (out.stat().st_mode & 0o777) == 0o600
+
+
+def test_a_dangling_symlink_is_refused_and_creates_nothing(tmp_path):
+    link = tmp_path / "link.json"
+    link.symlink_to(tmp_path / "elsewhere" / "made.json")
+    for call in (lambda: check_output(link), lambda: write_text(link, "x")):
+        with pytest.raises(SerError, match=r"link.json: a symbolic link to .*made.json, which does "
+                                           r"not exist: refused"):
+            call()
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_fifo_without_a_reader_is_refused_at_once(tmp_path):
+    """Issue 43: a FIFO with no reader blocked forever; with a reader it is written through."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(SerError, match=r"pipe: a FIFO that nothing reads: refused"):
+        check_output(fifo)
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        check_output(fifo)
+    finally:
+        os.close(fd)
+
+
+def test_standard_output_as_a_pipe_still_works():
+    code = ("from ser.io import check_output, write_text\n"
+            "check_output('/dev/stdout'); write_text('/dev/stdout', 'through stdout')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout == "through stdout", out.stderr
+
+
+def test_predict_refuses_to_write_over_its_input_before_any_work(tmp_path):
+    """Issue 43: `--csv` naming the input audio overwrote the recording with CSV text, exit 0."""
+    from ser.apps.predict import run
+    wav = tmp_path / "take.wav"
+    sf.write(wav, tone(220, 16000, 1.0), 16000)
+    before = wav.read_bytes()
+    link = tmp_path / "out.csv"
+    link.symlink_to(wav)
+    for out in (wav, link):
+        for kw in ({"csv_out": str(out)}, {"json_out": str(out)}):
+            with pytest.raises(SerError, match=rf"^{out}: is {wav}, an input of this command: refused"):
+                run([tmp_path], **kw, params_path=ROOT / "params.yaml", models=tmp_path / "none")
+    assert wav.read_bytes() == before

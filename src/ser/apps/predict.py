@@ -143,20 +143,20 @@ def run(paths: list[Path], *, which: list[str] | None = None, protocol: str = "a
             pp = PredictParams.model_validate({**pp.model_dump(), "hop_s": hop})
         except ValidationError as err:
             raise SerError(f"--hop {hop}: {err.errors()[0]['msg']} (predict.hop_s)") from None
+    files = audio_files(paths)
     for target in (json_out, csv_out):
         if target and target != "-":
-            check_output(target)  # before any work, not after it
+            check_output(target, files)  # before any work, not after it
+    if plot_out and not (len(files) == 1 and plot_out.suffix.lower() == ".png"):
+        check_output(plot_out / "x.png", files)
+    elif plot_out:
+        check_output(plot_out, files)
     ens = load_ensembles(models, families_of(which, params), protocol, params, fold)
     for e in ens:
         log.info("%s: %s", e.family.label, e.describe())
     grid = window_grid(ens, params)
-    files = audio_files(paths)
     if not files:
         raise SerError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {', '.join(map(str, paths))}")
-    if plot_out and not (len(files) == 1 and plot_out.suffix.lower() == ".png"):
-        check_output(plot_out / "x.png")
-    elif plot_out:
-        check_output(plot_out)
     results, errors = [], []
     for f in tqdm(files, desc="predict", unit="file", disable=len(files) < 2):
         try:
