@@ -4,6 +4,7 @@ the project's Python. (Checkpoints: test_train; -s with bad params and killed ru
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -48,7 +49,7 @@ def test_a_planted_model_file_runs_no_code_and_is_one_line(tmp_path, kind, famil
     elif kind == "skops-untrusted":  # a well-formed model file whose estimator is of another type
         from sklearn.linear_model import LogisticRegression
         est = LogisticRegression().fit(np.eye(3), [0, 1, 2])
-        modelfile.write(path, {"family": family, "classes": ["a", "b", "c"], "columns": ["x"] * 3},
+        modelfile.write(path, {"family": family, "classes": ["happy", "sad", "angry"], "columns": ["x"] * 3},
                         {modelfile.ESTIMATOR: modelfile.estimator_bytes(est), modelfile.WEIGHTS: b"not tensors"})
     elif kind == "empty":
         path.write_bytes(b"")
@@ -77,7 +78,7 @@ class Custom:
 
 def test_untrusted_types_are_named_and_not_built(tmp_path):
     path = tmp_path / "m.model"
-    modelfile.write(path, {"family": "svm_stats", "classes": ["a", "b", "c"]},
+    modelfile.write(path, {"family": "svm_stats", "classes": ["happy", "sad", "angry"]},
                     {modelfile.ESTIMATOR: modelfile.estimator_bytes({"model": Custom()})})
     with pytest.raises(SerError, match=r"holds types this project does not trust \(test_faults.Custom\): refused"):
         inference.read_model(registry.get("svm_stats"), path)
@@ -366,20 +367,20 @@ def test_old_pickles_convert_to_model_files_with_the_same_answers(tmp_path):
     p = section("train_cnn_lstm", filters=[4, 4, 8, 8], lstm_units=16)
     torch.manual_seed(0)
     net = CNNLSTM(3, **network_args(p, {"n_mels": 128, "win_size": 128})).eval()
-    torch.save({"kind": "cnn_lstm", "state_dict": net.state_dict(), "classes": ["a", "b", "c"],
+    torch.save({"kind": "cnn_lstm", "state_dict": net.state_dict(), "classes": ["happy", "sad", "angry"],
                 "params": p.model_dump(), "features": {"n_mels": 128, "win_size": 128},
                 "run": "actor-1", "protocol": "actor", "fold": 1, "code": "ser 0.1.0"},
                tmp_path / "actor-1.pt")
     # an old SVM file, CappedPCA under its old module path
     X, y = make_classification(n_samples=90, n_features=12, n_informative=6, n_classes=3, random_state=0)
-    model, _ = svm_pipeline.fit(X, np.array(["a", "b", "c"])[y],
+    model, _ = svm_pipeline.fit(X, np.array(["happy", "sad", "angry"])[y],
                                 section("train_svm", C=[1], gamma=[0.01], cv_folds=3))
     old = types.ModuleType("ser.svm")
     old.CappedPCA = svm_pipeline.CappedPCA
     sys.modules["ser.svm"] = old
     svm_pipeline.CappedPCA.__module__ = "ser.svm"
     try:
-        joblib.dump({"kind": "svm", "model": model, "classes": ["a", "b", "c"],
+        joblib.dump({"kind": "svm", "model": model, "classes": ["happy", "sad", "angry"],
                      "columns": [f"c{i}" for i in range(12)], "params": {}, "features": {"sample_rate": 16000},
                      "run": "actor-1", "protocol": "actor", "fold": 1}, tmp_path / "actor-1.joblib")
     finally:
@@ -397,7 +398,8 @@ def test_old_pickles_convert_to_model_files_with_the_same_answers(tmp_path):
         want = torch.softmax(net(torch.from_numpy(x)), 1).numpy()
     np.testing.assert_allclose(proba(x), want, atol=0.02)  # the reader runs bf16 where it can
     meta, proba = inference.read_model(registry.get("svm_stats"), svm_file)
-    np.testing.assert_allclose(proba(X), model.predict_proba(X), atol=1e-12)
+    order = [list(model.classes_).index(c) for c in meta["classes"]]
+    np.testing.assert_allclose(proba(X), model.predict_proba(X)[:, order], atol=1e-12)
     assert meta["run"] == "actor-1" and "converted from actor-1.joblib" in meta["code"]
 
 
@@ -410,7 +412,10 @@ def test_a_copied_or_misplaced_model_file_is_refused_in_one_line(tmp_path):
     from ser import svm_pipeline
     from ser.analysis import load_ensemble
     params = load_params(ROOT / "params.yaml")
-    X, y = make_classification(n_samples=90, n_features=6, n_informative=4, n_classes=3, random_state=0)
+    from ser.features import stats
+    columns = stats.columns(params.features_stats)
+    X, y = make_classification(n_samples=90, n_features=len(columns), n_informative=4, n_classes=3,
+                               random_state=0)
     classes = ["happy", "sad", "angry"]
     model, _ = svm_pipeline.fit(X, np.array(classes)[y], section("train_svm", C=[1], gamma=[0.1],
                                                                  cv_folds=3, pca_components=0))
@@ -420,7 +425,7 @@ def test_a_copied_or_misplaced_model_file_is_refused_in_one_line(tmp_path):
     def write(place: str, run: str) -> None:
         prot, k = run.rsplit("-", 1)
         modelfile.write(folder / f"{place}.model", {
-            "family": "svm_stats", "classes": classes, "columns": [f"c{i}" for i in range(6)],
+            "family": "svm_stats", "classes": classes, "columns": columns,
             "features": {"family": "stats", "params": params.features_stats.saved()},
             "run": run, "protocol": prot, "fold": int(k)}, payload)
     for k in range(6):
@@ -450,7 +455,7 @@ def test_a_model_that_answers_nan_is_refused_never_written(tmp_path):
     state = CNNLSTM(3, **net).state_dict()
     state["head.weight"][0, 0] = float("nan")
     path = tmp_path / "cnn_lstm" / "actor-0.model"
-    modelfile.write(path, {"family": "cnn_lstm", "classes": ["a", "b", "c"], "network": net,
+    modelfile.write(path, {"family": "cnn_lstm", "classes": ["happy", "sad", "angry"], "network": net,
                            "run": "actor-0", "protocol": "actor", "fold": 0},
                     {modelfile.WEIGHTS: modelfile.tensors_bytes(state)})
     with pytest.raises(SerError, match=r"actor-0.model: non-finite weights in 1 of \d+ tensors "
@@ -560,3 +565,135 @@ def test_predict_refuses_to_write_over_its_input_before_any_work(tmp_path):
             with pytest.raises(SerError, match=rf"^{out}: is {wav}, an input of this command: refused"):
                 run([tmp_path], **kw, params_path=ROOT / "params.yaml", models=tmp_path / "none")
     assert wav.read_bytes() == before
+
+
+# ---------------------------------------------------------------- bounded model files (issue 43)
+
+def _tiny_cnn(tmp_path, **network) -> tuple[Path, dict, dict]:
+    """A small CNN-LSTM model file (as train_cnn_lstm writes it), its meta and its weights."""
+    from ser.cnn_lstm import CNNLSTM
+    from ser.stages.train_cnn_lstm import network_args
+    feats = {"n_mels": 128, "win_size": 128}
+    net = network_args(section("train_cnn_lstm", filters=[4, 4, 8, 8], lstm_units=16), feats)
+    state = CNNLSTM(3, **net).state_dict()
+    meta = {"family": "cnn_lstm", "classes": ["happy", "sad", "angry"], "network": {**net, **network},
+            "features": {"family": "logmel", "params": feats}, "run": "actor-0", "protocol": "actor", "fold": 0}
+    path = tmp_path / "cnn_lstm" / "actor-0.model"
+    modelfile.write(path, meta, {modelfile.WEIGHTS: modelfile.tensors_bytes(state)})
+    return path, meta, state
+
+
+def _peak_mb() -> float:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@pytest.mark.parametrize("network,message", [
+    ({"lstm_units": 12000}, r"network and weights do not match \(head.weight: \(3, 12000\) declared, "
+                            r"\(3, 16\) in the weights\)"),
+    ({"filters": [64] * 40, "pools": [1] * 40}, "network more than 16 blocks or LSTM layers: refused"),
+    ({"lstm_layers": 10 ** 6}, "network more than 16 blocks"),
+    ({"lstm_units": 0}, r"network lstm_units: Input should be greater than or equal to 1, got 0: refused"),
+    ({"bn_eps": float("inf")}, "network bn_eps: Input should be a finite number"),
+    ({"input_shape": [128, 10 ** 7]}, r"network input_shape \[128, 10000000\] is not its features' "
+                                      r"\(n_mels, win_size\) \[128, 128\]: refused"),
+    ({"kernel": "3"}, "network kernel: Input should be a valid integer"),
+    ({"gates": 4}, "network and weights do not match .*unexpected keyword argument 'gates'"),
+])
+def test_a_model_file_declaring_a_huge_network_is_refused_before_it_is_built(tmp_path, network, message):
+    """Issue 43: meta.json's lstm_units: 12000 in a 12 KB file was built before anything checked
+    sizes (past 10 GB and 600 s). Every size is checked (schema, maxima, the weights' shapes on
+    PyTorch's meta device) before anything is built: refused in one line, in a moment."""
+    import time
+    path, _, _ = _tiny_cnn(tmp_path, **network)
+    peak, t0 = _peak_mb(), time.perf_counter()
+    with pytest.raises(SerError) as err:
+        inference.read_model(registry.get("cnn_lstm"), path)
+    assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
+    assert re.search(message, str(err.value)), str(err.value)
+    assert time.perf_counter() - t0 < 5 and _peak_mb() - peak < 200
+
+
+@pytest.mark.parametrize("classes", [["happy"] * 3, [f"c{i}" for i in range(200)], "happy", [], [["happy"]]])
+def test_a_model_files_classes_are_distinct_emotions(tmp_path, classes):
+    path, meta, state = _tiny_cnn(tmp_path)
+    modelfile.write(path, {**meta, "classes": classes}, {modelfile.WEIGHTS: modelfile.tensors_bytes(state)})
+    with pytest.raises(SerError, match=r"actor-0.model: classes .* are not distinct emotions of neutral, "):
+        inference.read_model(registry.get("cnn_lstm"), path)
+
+
+def _svm_file(path: Path, estimator_payload: bytes, columns: list[str]) -> None:
+    modelfile.write(path, {"family": "svm_stats", "classes": ["happy", "sad", "angry"], "columns": columns,
+                           "run": "actor-0", "protocol": "actor", "fold": 0},
+                    {modelfile.ESTIMATOR: estimator_payload})
+
+
+def test_a_zip_bomb_inside_the_estimator_is_refused_before_it_is_decompressed(tmp_path):
+    """Issue 43: the 512 MB limit applied to the outer zip only: a 4 KB .model whose
+    estimator.skops inflated to 4.6 GB. skops' own archive is counted against the same limits."""
+    import io
+    import time
+    for name, members in (("big", {"schema.json": 600}), ("many", {f"{i}.npy": 0 for i in range(5000)})):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for member, mb in members.items():
+                with z.open(member, "w", force_zip64=True) as f:
+                    for _ in range(mb):
+                        f.write(bytes(1 << 20))
+        path = tmp_path / name / "svm_stats" / "actor-0.model"
+        _svm_file(path, buf.getvalue(), ["x"])
+        assert path.stat().st_size < 2 << 20
+        peak, t0 = _peak_mb(), time.perf_counter()
+        with pytest.raises(SerError, match=rf"^{path}: unreadable estimator \((its entries declare \d+ "
+                                           rf"bytes|5000 entries), over \d+\)$"):
+            inference.read_model(registry.get("svm_stats"), path)
+        assert time.perf_counter() - t0 < 2 and _peak_mb() - peak < 100
+
+
+def _fitted_svm(n_features: int):
+    from sklearn.datasets import make_classification
+    from ser import svm_pipeline
+    X, y = make_classification(n_samples=90, n_features=n_features, n_informative=4, n_classes=3,
+                               random_state=0)
+    model, _ = svm_pipeline.fit(X, np.array(["happy", "sad", "angry"])[y],
+                                section("train_svm", C=[1], gamma=[0.1], cv_folds=3, pca_components=0))
+    return X, model
+
+
+def test_an_estimator_of_another_kind_is_refused_though_skops_trusts_it(tmp_path):
+    """Issue 43: a DummyClassifier (trusted by skops' defaults, not by the project) loaded, then
+    raised AttributeError in predict, serve and evaluate_corpus."""
+    from sklearn.dummy import DummyClassifier
+    path = tmp_path / "svm_stats" / "actor-0.model"
+    dummy = DummyClassifier().fit(np.zeros((3, 2)), ["happy", "sad", "angry"])
+    _svm_file(path, modelfile.estimator_bytes(dummy), ["x", "y"])
+    with pytest.raises(SerError, match=r"actor-0.model: holds a DummyClassifier, not the calibrated SVM "
+                                       r"pipeline train_svm writes: refused"):
+        inference.read_model(registry.get("svm_stats"), path)
+    X, model = _fitted_svm(7)
+    _svm_file(path, modelfile.estimator_bytes(model), ["x", "y"])
+    with pytest.raises(SerError, match=r"its estimator takes 7 features, its meta names 2 columns: refused"):
+        inference.read_model(registry.get("svm_stats"), path)
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda c: c[::-1], r"column 0 '.*' where its features have '.*'"),
+    (lambda c: [*c[:-1], "no_such_feature"], r"column 199 'no_such_feature' where its features have"),
+    (lambda c: c[:-1], "199 columns"),
+    (lambda c: None, "no list of columns"),
+])
+def test_unknown_or_reordered_columns_are_refused(tmp_path, change, message):
+    """Issue 43: unknown columns in meta gave a KeyError traceback (500 in serve); reversed
+    columns were accepted and changed the answer."""
+    from ser.analysis import load_ensemble
+    from ser.features import stats
+    params = load_params(ROOT / "params.yaml")
+    columns = stats.columns(params.features_stats)
+    X, model = _fitted_svm(len(columns))
+    path = tmp_path / "svm_stats" / "actor-0.model"
+    modelfile.write(path, {"family": "svm_stats", "classes": ["happy", "sad", "angry"],
+                           "columns": change(columns), "run": "actor-0", "protocol": "actor", "fold": 0,
+                           "features": {"family": "stats", "params": params.features_stats.saved()}},
+                    {modelfile.ESTIMATOR: modelfile.estimator_bytes(model)})
+    with pytest.raises(SerError, match=rf"actor-0.model: {message}.*not the 200 columns of features_stats"):
+        load_ensemble(tmp_path, registry.get("svm_stats"), "actor", params, fold=0)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ser import inference, modelread, registry
+from ser import inference, registry
 from ser.audio import SILENCE, Resampler, at_rate, blocks, decode, info, silent_error
 from ser.errors import SerError
 from ser.features import tables
@@ -124,9 +124,30 @@ def check_place(path: Path, meta: dict, protocol: str) -> None:
                        f"{got[2]!r}), not of {path.stem}: a copied or misplaced file, refused")
 
 
+def check_columns(path: Path, meta: dict, family: Family, params: Params) -> None:
+    """A table family's file names the columns its feature set gives, in that order: the rows
+    are taken by these names, so unknown or reordered ones would be a traceback or wrong answers."""
+    mod = tables.module(family.features)
+    if mod is None:
+        return
+    want, got = mod.columns(getattr(params, f"features_{family.features}")), meta.get("columns")
+    if got == want:
+        return
+    if not isinstance(got, list):
+        what = "no list of columns"
+    elif len(got) != len(want):
+        what = f"{len(got)} columns"
+    else:
+        i = next(i for i, (g, w) in enumerate(zip(got, want)) if g != w)
+        what = f"column {i} {str(got[i])[:40]!r} where its features have {want[i]!r}"
+    raise SerError(f"{path}: {what}, not the {len(want)} columns of features_{family.features} in "
+                   "their order: refused")
+
+
 def load_ensemble(models: Path, family: Family, protocol: str, params: Params,
                   fold: int | None = None) -> Ensemble | None:
-    """The fold models of one family and protocol (or its one fold), or None when there are none."""
+    """The fold models of one family and protocol (or its one fold), or None when there are none.
+    Each file's meta is checked (place, feature params, columns) before its model is built."""
     files = model_files(models, family.name, protocol, params, fold)
     if files is None:
         return None
@@ -135,9 +156,12 @@ def load_ensemble(models: Path, family: Family, protocol: str, params: Params,
     current = getattr(params, section).saved()
     ens = None
     for f in files:
-        check_place(f, modelread.read(f, family=family.name)[0], protocol)  # meta alone: cheap
-        meta, proba = inference.read_model(family, f)
-        feats = _check_features(f, (meta.get("features") or {}).get("params"), current, section)
+        def check(meta: dict, f: Path = f) -> None:
+            check_place(f, meta, protocol)
+            _check_features(f, (meta.get("features") or {}).get("params"), current, section)
+            check_columns(f, meta, family, params)
+        meta, proba = inference.read_model(family, f, check)
+        feats = meta["features"]["params"]
         if ens is None:
             ens = Ensemble(family, protocol, [], meta["classes"], feats, meta.get("columns"), [])
         elif meta["classes"] != ens.classes or feats != ens.features or meta.get("columns") != ens.columns:

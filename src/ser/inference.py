@@ -17,42 +17,90 @@ import torch
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.decomposition import PCA
 from sklearn.feature_selection import SelectFpr
+from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from ser import modelfile, modelread
 from ser.cnn_lstm import CNNLSTM, prepare
 from ser.errors import SerError
+from ser.labels import EMOTIONS
+from ser.params import TrainCnnLstm
 from ser.registry import Family
 from ser.svm_pipeline import CappedPCA
 
 Proba = Callable[[np.ndarray], np.ndarray]
 
 
-def read_model(family: Family, path: Path) -> tuple[dict, Proba]:
+Check = Callable[[dict], None]
+
+
+def read_model(family: Family, path: Path, check: Check | None = None) -> tuple[dict, Proba]:
     """(meta, proba): proba maps this family's feature rows to probabilities in meta["classes"]'
-    order. The reader is the one of the family's kind of model: its training stage."""
+    order. The reader is the one of the family's kind of model: its training stage. `check(meta)`
+    runs before the payload is read or anything built (the caller's checks: place, features)."""
     reader = READERS.get(family.stage)
     if reader is None:
         raise SerError(f"no reader of model files for family {family.name!r} (stage {family.stage})")
-    return reader(path, family.name)
+    return reader(path, family.name, check)
 
 
-def read_cnn_lstm(path: Path, *, bf16: bool | str = "auto") -> tuple[dict, Proba]:
+MAX_BLOCKS = 16  # convolution blocks or LSTM layers a file may declare (the reference has 4 and 1)
+
+
+def _classes(meta: dict, path: Path) -> list[str]:
+    """meta["classes"]: distinct emotions of ser.labels, checked before anything is sized by it."""
+    classes = meta.get("classes")
+    if (not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes)
+            or len(set(classes)) != len(classes) or not set(classes) <= set(EMOTIONS.values())):
+        raise SerError(f"{path}: classes {str(classes)[:80]} are not distinct emotions of "
+                       f"{', '.join(EMOTIONS.values())}: refused")
+    return classes
+
+
+def _network(meta: dict, state: dict, path: Path) -> CNNLSTM:
+    """The network meta["network"] declares, checked before it is built: each argument by the
+    train_cnn_lstm params' schema and MAX_BLOCKS, one window's shape by the file's feature params,
+    and every tensor's shape (built on PyTorch's meta device: no memory) by the weights', whose
+    size modelread bounds. So a file declaring a huge network is refused, not built."""
+    net, n = meta.get("network"), len(_classes(meta, path))
+    if not isinstance(net, dict):
+        raise SerError(f"{path}: holds no network arguments: refused")
+    err = TrainCnnLstm.first_error({k: v for k, v in net.items() if k in TrainCnnLstm.model_fields})
+    if err is None and max(len(net.get("filters") or []), net.get("lstm_layers") or 0) > MAX_BLOCKS:
+        err = f"more than {MAX_BLOCKS} blocks or LSTM layers"
+    feats = (meta.get("features") or {}).get("params") or {}
+    shape = [feats.get("n_mels"), feats.get("win_size")]
+    if err is None and net.get("input_shape") != shape:
+        err = f"input_shape {str(net.get('input_shape'))[:40]} is not its features' (n_mels, win_size) {shape}"
+    if err:
+        raise SerError(f"{path}: network {err}: refused")
+    try:
+        with torch.device("meta"):
+            want = {k: tuple(v.shape) for k, v in CNNLSTM(n, **net).state_dict().items()}
+        got = {k: tuple(v.shape) for k, v in state.items()}
+        if want != got:
+            k = next(k for k in sorted(want.keys() | got.keys()) if want.get(k) != got.get(k))
+            raise ValueError(f"{k}: {want.get(k)} declared, {got.get(k)} in the weights")
+        raw = CNNLSTM(n, **net)
+        raw.load_state_dict(state)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise SerError(f"{path}: network and weights do not match ({str(err).splitlines()[0]})") from None
+    return raw
+
+
+def read_cnn_lstm(path: Path, *, bf16: bool | str = "auto", check: Check | None = None
+                  ) -> tuple[dict, Proba]:
     """A CNN-LSTM model file: (its meta, a function from log-mel windows (segments, windows, mels,
     frames) to class probabilities in meta["classes"]' order). Precision is the reader's: bf16
     where the processor has it (bf16="auto"), else fp32; channels-last on the CPU."""
-    meta, data = modelread.read(path, modelfile.WEIGHTS, family="cnn_lstm")
+    meta, data = modelread.read(path, modelfile.WEIGHTS, family="cnn_lstm", check=check)
     state = modelread.tensors_from(data, path)
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise SerError(f"{path}: non-finite weights in {len(bad)} of {len(state)} tensors "
                        f"({bad[0]}, ...): refused")
-    try:
-        raw = CNNLSTM(len(meta["classes"]), **meta["network"])
-        raw.load_state_dict(state)
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        raise SerError(f"{path}: network and weights do not match ({str(err).splitlines()[0]})") from None
+    raw = _network(meta, state, path)
     model, autocast = prepare(raw, device="cpu", channels_last=True, bf16=bf16)
     model.eval()
 
@@ -77,13 +125,15 @@ TRUSTED = [
 ]
 
 
-def read_svm(path: Path, family: str) -> tuple[dict, Proba]:
+def read_svm(path: Path, family: str, check: Check | None = None) -> tuple[dict, Proba]:
     """An SVM family's model file: (its meta, a function from feature rows (meta["columns"] in
     order) to class probabilities in meta["classes"]' order)."""
-    meta, data = modelread.read(path, modelfile.ESTIMATOR, family=family)
+    meta, data = modelread.read(path, modelfile.ESTIMATOR, family=family, check=check)
+    classes = _classes(meta, path)
     model = modelread.estimator_from(data, TRUSTED, path)
+    _check_svm(model, meta, path)
     try:
-        order = [list(model.classes_).index(c) for c in meta["classes"]]
+        order = [list(model.classes_).index(c) for c in classes]
     except (AttributeError, KeyError, ValueError):
         raise SerError(f"{path}: the estimator's classes do not match the file's") from None
 
@@ -147,8 +197,29 @@ def fast_proba(model: CalibratedClassifierCV) -> Callable[[np.ndarray], np.ndarr
     return proba
 
 
-# How each training stage's model files are read: (path, family name) -> (meta, proba).
-READERS: dict[str, Callable[[Path, str], tuple[dict, Proba]]] = {
-    "train_cnn_lstm": lambda path, family: read_cnn_lstm(path),
+def _is_svm_pipeline(est: object) -> bool:
+    steps = getattr(est, "steps", None)
+    return (type(est) is Pipeline and bool(steps) and type(steps[-1][1]) is SVC
+            and all(type(t) in (StandardScaler, SelectFpr, CappedPCA) for _, t in steps[:-1]))
+
+
+def _check_svm(model: object, meta: dict, path: Path) -> None:
+    """What train_svm writes and nothing else: a calibrated pipeline of TRUSTED steps ending in
+    an SVC, taking as many features as meta["columns"] names. skops builds some types it trusts
+    by default (a DummyClassifier, say) that no model of this project holds: refused here."""
+    ccs = getattr(model, "calibrated_classifiers_", None) if type(model) is CalibratedClassifierCV else None
+    ok = bool(ccs) and all(_is_svm_pipeline(getattr(cc, "estimator", None)) for cc in ccs)
+    if not ok:
+        raise SerError(f"{path}: holds a {type(model).__name__}, not the calibrated SVM pipeline "
+                       "train_svm writes: refused")
+    columns = meta.get("columns")
+    if not isinstance(columns, list) or getattr(model, "n_features_in_", None) != len(columns):
+        raise SerError(f"{path}: its estimator takes {getattr(model, 'n_features_in_', '?')} features, "
+                       f"its meta names {len(columns) if isinstance(columns, list) else 'no'} columns: refused")
+
+
+# How each training stage's model files are read: (path, family name, check) -> (meta, proba).
+READERS: dict[str, Callable[[Path, str, Check | None], tuple[dict, Proba]]] = {
+    "train_cnn_lstm": lambda path, family, check: read_cnn_lstm(path, check=check),
     "train_svm": read_svm,
 }

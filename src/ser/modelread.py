@@ -9,8 +9,10 @@ torch.save) are refused with one line that names the explicit conversion (ser.ap
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 from ser.errors import SerError
@@ -18,6 +20,7 @@ from ser.modelfile import FORMAT, META, VERSION
 
 MAX_META = 1 << 20           # bytes: meta.json is a few kB
 MAX_PAYLOAD = 512 << 20      # bytes, uncompressed: the largest payload is a few MB
+MAX_MEMBERS = 4096           # entries of an archive (an SVM's skops payload holds about 40)
 CONVERT = "python -m ser.apps.convert_models --trust --out DIR"
 
 
@@ -35,11 +38,12 @@ def _older_format(path: Path, head: bytes) -> str | None:
     return None
 
 
-def read(path: str | Path, member: str | None = None,
-         family: str | None = None) -> tuple[dict, bytes | None]:
+def read(path: str | Path, member: str | None = None, family: str | None = None,
+         check: Callable[[dict], None] | None = None) -> tuple[dict, bytes | None]:
     """(meta, the named payload member's bytes, or None when member is None), checked: one line
     naming the file for anything that is not a model file of this format (and, given `family`,
-    of that family)."""
+    of that family). `check(meta)` runs before the payload is read: the caller's checks of the
+    meta (its place, its sizes), made before anything is decompressed or built."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
@@ -58,10 +62,18 @@ def read(path: str | Path, member: str | None = None,
                        f"loaded: refused; convert a file you trust with `{CONVERT} {path}`")
     try:
         with zipfile.ZipFile(path) as z:
-            meta = json.loads(_member(z, META, MAX_META))
+            _count(z)
+            meta = _meta(path, _member(z, META, MAX_META), family)
+            if check is not None:
+                check(meta)
             data = _member(z, member, MAX_PAYLOAD) if member else None
     except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, EOFError) as err:
         raise SerError(f"{path}: not a model file ({str(err).splitlines()[0]})") from None
+    return meta, data
+
+
+def _meta(path: Path, raw: bytes, family: str | None) -> dict:
+    meta = json.loads(raw)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise SerError(f"{path}: not a model file of this project (no '{FORMAT}' meta.json)")
     if meta.get("version") != VERSION:
@@ -69,7 +81,18 @@ def read(path: str | Path, member: str | None = None,
                        f"reads {VERSION}: rerun the stage that writes it")
     if family is not None and meta.get("family") != family:
         raise SerError(f"{path}: a model of family {meta.get('family')!r}, not {family!r}")
-    return meta, data
+    return meta
+
+
+def _count(z: zipfile.ZipFile) -> None:
+    """An archive's entries and their declared sizes within the limits (zipfile reads no more
+    of an entry than it declares), before any is decompressed."""
+    infos = z.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise zipfile.BadZipFile(f"{len(infos)} entries, over {MAX_MEMBERS}")
+    total = sum(i.file_size for i in infos)
+    if total > MAX_PAYLOAD + MAX_META:
+        raise zipfile.BadZipFile(f"its entries declare {total} bytes, over {MAX_PAYLOAD + MAX_META}")
 
 
 def _member(z: zipfile.ZipFile, name: str, limit: int) -> bytes:
@@ -98,6 +121,11 @@ def tensors_from(data: bytes, path: Path) -> dict:
 def estimator_from(data: bytes, trusted: list[str], path: Path) -> object:
     """The estimator, built only from the types listed in `trusted` (and skops' own safe ones)."""
     import skops.io as sio
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:  # skops' own archive: bounded as the outer one
+            _count(z)
+    except zipfile.BadZipFile as err:
+        raise SerError(f"{path}: unreadable estimator ({str(err).splitlines()[0]})") from None
     try:
         untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in trusted]
         if untrusted:

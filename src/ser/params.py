@@ -30,6 +30,22 @@ class _Section(BaseModel):
     # every float finite: .inf or .nan is never a usable setting (null says "none" where allowed)
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
+    @classmethod
+    def first_error(cls, values: dict) -> str | None:
+        """'key: message' for the first of `values` (some of this section's keys, e.g. read back
+        from a file) that the section's schema refuses; None when every one passes."""
+        from pydantic import TypeAdapter
+        for k, v in values.items():
+            f = cls.model_fields.get(k)
+            if f is None:
+                return f"{k}: not a key of {cls.__name__}"
+            kind = Annotated[(f.annotation, *f.metadata)] if f.metadata else f.annotation
+            try:
+                TypeAdapter(kind, config=ConfigDict(strict=True, allow_inf_nan=False)).validate_python(v)
+            except ValidationError as err:
+                return f"{k}: {err.errors()[0]['msg']}, got {v!r}"[:200]
+        return None
+
 
 class Download(_Section):
     url: str = Field(pattern=r"^(https?|file)://")
