@@ -107,6 +107,26 @@ def test_another_archive_is_refused_by_its_checksum(tmp_path, monkeypatch):
         corpus.run(_params_file(tmp_path), "tess", tmp_path / "out", tmp_path / "dl")
 
 
+def test_a_zip_bomb_is_refused_before_anything_is_extracted(tmp_path, monkeypatch):
+    """Issue 43: with sha256: null any archive is taken; a TESS-named zip bomb (4.8 MB to 3 GiB)
+    was extracted in full. Its declared size is checked first: audio never deflates 20-fold."""
+    import zipfile
+    from ser.stages import corpus
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        with z.open("TESS/OAF_angry/OAF_bar_angry.wav", "w", force_zip64=True) as f:
+            for _ in range(100):
+                f.write(bytes(1 << 20))
+    monkeypatch.setenv("TESS_ARCHIVE", str(archive))
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data["corpora"]["tess"]["sha256"] = None
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(SerError, match=rf"^{archive}: its audio declares 0.10 GB in 0.1 MB, over 20 "
+                                       r"times its size, which audio never compresses to: refused$"):
+        corpus.run(tmp_path / "params.yaml", "tess", tmp_path / "out", tmp_path / "dl")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.zip", "params.yaml"]
+
+
 def test_a_clip_that_cannot_be_decoded_stops_the_evaluation_naming_it(tmp_path):
     """Results must be on the corpus declared: a bad clip is an error, not a skipped row."""
     from ser.analysis import analyse

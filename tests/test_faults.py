@@ -697,3 +697,38 @@ def test_unknown_or_reordered_columns_are_refused(tmp_path, change, message):
                     {modelfile.ESTIMATOR: modelfile.estimator_bytes(model)})
     with pytest.raises(SerError, match=rf"actor-0.model: {message}.*not the 200 columns of features_stats"):
         load_ensemble(tmp_path, registry.get("svm_stats"), "actor", params, fold=0)
+
+
+# ---------------------------------------------------------------- one line, not a traceback (issue 43)
+
+def test_file_names_that_are_not_utf8_are_written_in_every_output(tmp_path):
+    """Issue 43: a non-UTF-8 file name made --csv (pyarrow) and --plot (matplotlib) tracebacks.
+    Every output names the file with its odd bytes as \\xNN escapes."""
+    from ser.analysis import analyse_audio
+    from ser.apps.predict import as_json, plot, printable, to_rows
+    grid, pp = section("features_logmel"), section("predict")
+    path = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9.wav")
+    name = printable(path)
+    assert name.endswith("caf\\xe9.wav")
+    ens = [_stub_cnn(grid)]
+    r = analyse_audio(tone(220, 16000, 4.0), 16000, name, ens, pp, grid)
+    write_text(tmp_path / "out.csv", to_rows([r], ens).to_csv(index=False))
+    assert "caf\\xe9.wav" in (tmp_path / "out.csv").read_text()
+    json.loads(json.dumps(as_json([r], ens), allow_nan=False).encode().decode("utf-8", "strict"))
+    plot(r, ens, Path(path).with_suffix(".png"))
+    assert os.path.getsize(os.fsencode(str(tmp_path)) + b"/caf\xe9.png") > 1000
+
+
+def test_a_full_disk_is_one_line_for_a_plot_and_for_any_stage(tmp_path):
+    """Issue 43: --plot or a training stage on a full disk (ENOSPC) was a traceback."""
+    from ser import figures
+    fig, _ = figures.plt.subplots()
+    with pytest.raises(SerError, match=r"^/dev/full: cannot write \(No space left on device\)$"):
+        figures.save(fig, Path("/dev/full"))
+    code = ("import errno, os\nfrom ser.errors import run_cli\n"
+            "def main():\n    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), 'checkpoints/x.ckpt')\n"
+            "run_cli(main)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and out.stderr == (
+        "error: checkpoints/x.ckpt: cannot write (No space left on device): make room and rerun; "
+        "what was written whole is kept\n")

@@ -13,6 +13,7 @@ import pandas as pd  # noqa: E402
 from sklearn.metrics import confusion_matrix  # noqa: E402
 
 from ser import registry  # noqa: E402
+from ser.errors import SerError  # noqa: E402
 from ser.intervals import Interval  # noqa: E402
 from ser.io import atomic_path  # noqa: E402
 
@@ -22,9 +23,13 @@ COLORS = registry.colors()
 
 def save(fig, path: Path) -> None:
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+    except OSError as err:
+        raise SerError(f"{path}: cannot write ({err.strerror or err})") from None
+    finally:
+        plt.close(fig)
 
 
 def _errorbar(ax, y: float, i: Interval, scale: float = 100.0, **kw) -> None:

@@ -157,13 +157,14 @@ def run(paths: list[Path], *, which: list[str] | None = None, protocol: str = "a
     grid = window_grid(ens, params)
     if not files:
         raise SerError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {', '.join(map(str, paths))}")
-    results, errors = [], []
+    results, done, errors = [], [], []
     for f in tqdm(files, desc="predict", unit="file", disable=len(files) < 2):
         try:
-            results.append(analyse(f, ens, pp, grid))
+            results.append(analyse(f, ens, pp, grid, name=printable(str(f))))
+            done.append(f)
         except SerError as err:
-            tqdm.write(f"error: {err}", file=sys.stderr)  # on its own line, beside the bar
-            errors.append({"file": str(f), "error": str(err)})
+            tqdm.write(f"error: {printable(str(err))}", file=sys.stderr)  # on its own line, beside the bar
+            errors.append({"file": printable(str(f)), "error": printable(str(err))})
     # written even when every file failed: no earlier run's results are left standing
     if json_out:
         # allow_nan=False: valid JSON or an error, never NaN (answers are checked finite)
@@ -179,10 +180,16 @@ def run(paths: list[Path], *, which: list[str] | None = None, protocol: str = "a
                     print(f"warning: {r['file']}: {w}", file=sys.stderr)
         if plot_out:
             one = len(results) == 1 and plot_out.suffix.lower() == ".png"
-            names = plot_names([Path(r["file"]) for r in results])
+            names = plot_names(done)
             for r, name in zip(results, names):
                 plot(r, ens, plot_out if one else plot_out / name)
     return 1 if errors else 0
+
+
+def printable(text: str) -> str:
+    """A file name as every output can hold it: bytes that are not UTF-8 (which Python keeps as
+    lone surrogates, and CSV, plots and strict JSON readers refuse) written as \\xNN escapes."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def plot_names(files: list[Path]) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -51,10 +52,30 @@ def archive_of(name: str, c: Corpus, downloads: Path, params) -> Path:
     return path
 
 
+RATIO = 20  # audio deflates far less than this (TESS about 1.1x); a zip bomb a thousandfold
+
+
+def check_size(archive: Path, members: list[zipfile.ZipInfo], out: Path) -> None:
+    """Before anything is extracted: the audio's declared size (zipfile reads no more of a member
+    than it declares) must be what audio compresses to, and fit on the disk of `out`. With
+    sha256: null any archive is taken, so this is what stops a zip bomb filling the disk."""
+    total, size = sum(m.file_size for m in members), archive.stat().st_size
+    if total > RATIO * size:
+        raise SerError(f"{archive}: its audio declares {total / 1e9:.2f} GB in {size / 1e6:.1f} MB, "
+                       f"over {RATIO} times its size, which audio never compresses to: refused")
+    folder = out.parent
+    while not folder.exists():
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if total > free:
+        raise SerError(f"{archive}: extracting it needs {total / 1e9:.2f} GB, {folder} has "
+                       f"{free / 1e9:.2f} GB free: make room and rerun")
+
+
 def extract(archive: Path, name: str, c: Corpus, out: Path) -> int:
     """Every audio member to `out`/audio (atomically, with the table); returns the clip count."""
     try:
-        with zipfile.ZipFile(archive) as zf, atomic_dir(out) as tmp:
+        with zipfile.ZipFile(archive) as zf:
             members = [m for m in zf.infolist() if not m.is_dir()
                        and PurePosixPath(m.filename).suffix.lower() in corpora.AUDIO_SUFFIXES]
             for m in members:
@@ -62,19 +83,26 @@ def extract(archive: Path, name: str, c: Corpus, out: Path) -> int:
                 if p.is_absolute() or ".." in p.parts:
                     raise SerError(f"{archive}: unsafe path in archive: {m.filename!r}")
             df = corpora.table([m.filename for m in members], name, c)
-            for m in tqdm(members, desc=f"extract {name}", unit="file"):
-                dest = tmp / "audio" / m.filename
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(m) as src, open(dest, "wb") as dst:
-                    while chunk := src.read(1 << 20):
-                        dst.write(chunk)
-            df.assign(path=["audio/" + p for p in df["path"]]).to_csv(tmp / "manifest.csv", index=False)
+            check_size(archive, members, out)
+            with atomic_dir(out) as tmp:
+                _extract(zf, members, df, name, tmp)
     except (zipfile.BadZipFile, EOFError) as err:
         raise SerError(f"{archive}: not a readable zip archive ({err})") from None
     kept = (df["label"] != "").sum()
     log.info("%s: %d clips of %d speakers, %d kept (%s dropped by the mapping)", name, len(df),
              df["speaker"].nunique(), kept, len(df) - kept)
     return len(df)
+
+
+def _extract(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], df, name: str, tmp: Path) -> None:
+    """The members to tmp/audio, 1 MB at a time, and the table beside them."""
+    for m in tqdm(members, desc=f"extract {name}", unit="file"):
+        dest = tmp / "audio" / m.filename
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(m) as src, open(dest, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+    df.assign(path=["audio/" + p for p in df["path"]]).to_csv(tmp / "manifest.csv", index=False)
 
 
 def run(params_path: Path, name: str, out: Path, downloads: Path) -> None:
