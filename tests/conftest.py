@@ -170,6 +170,18 @@ def section(name: str, **changes):
     return Params.model_fields[name].annotation(**{**data, **changes})
 
 
+def stub_cnn(grid, classes=("neutral", "sad")):
+    """A CNN-LSTM ensemble without a model: every segment 0.9 the first class (no training)."""
+    import numpy as np
+    from ser import registry
+    from ser.analysis import Ensemble
+
+    def proba(x):
+        return np.tile([0.9, 0.1], (len(x), 1))
+    return Ensemble(registry.get("cnn_lstm"), "actor", ["actor-0"], list(classes), grid.saved(),
+                    None, [proba])
+
+
 # ---------------------------------------------------------------- the tiny pipeline
 
 def sh(*args, cwd, env, ok=True):

@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import ROOT, section, tone
+from conftest import ROOT, section, stub_cnn, tone
 from ser import inference, modelfile, registry
 from ser.errors import SerError
 from ser.io import check_output, write_text
@@ -172,20 +172,11 @@ def test_a_file_name_that_is_not_utf8_decodes(tmp_path):
     assert sr == 16000 and len(y) == 16000
 
 
-def _stub_cnn(grid, classes=("neutral", "sad")):
-    from ser.analysis import Ensemble
-
-    def proba(x):
-        return np.tile([0.9, 0.1], (len(x), 1))
-    return Ensemble(registry.get("cnn_lstm"), "actor", ["actor-0"], list(classes), grid.saved(),
-                    None, [proba])
-
-
 def test_silent_segments_get_no_emotion(tmp_path):
     from ser.analysis import analyse_audio
     grid, pp = section("features_logmel"), section("predict", hop_s=3.0)
     y = np.concatenate([np.zeros(16000 * 8, dtype=np.float32), tone(220, 16000, 6.0)])
-    r = analyse_audio(y, 16000, "gap.wav", [_stub_cnn(grid)], pp, grid)
+    r = analyse_audio(y, 16000, "gap.wav", [stub_cnn(grid)], pp, grid)
     silent = [s for s in r["segments"] if s["silent"]]
     assert silent and all(s["cnn_lstm"] is None for s in silent)
     assert all(s["cnn_lstm"]["top"] == "neutral" for s in r["segments"] if not s["silent"])
@@ -195,9 +186,9 @@ def test_silent_segments_get_no_emotion(tmp_path):
 def test_audio_far_below_the_cnn_lstm_bands_is_warned_about():
     from ser.analysis import analyse_audio
     grid, pp = section("features_logmel"), section("predict")
-    r = analyse_audio(tone(200, 1000, 4.0), 1000, "phone.wav", [_stub_cnn(grid)], pp, grid)
+    r = analyse_audio(tone(200, 1000, 4.0), 1000, "phone.wav", [stub_cnn(grid)], pp, grid)
     assert any("sampled at 1000 Hz: nothing above 500 Hz" in w for w in r["warnings"])
-    r = analyse_audio(tone(200, 16000, 4.0), 16000, "ok.wav", [_stub_cnn(grid)], pp, grid)
+    r = analyse_audio(tone(200, 16000, 4.0), 16000, "ok.wav", [stub_cnn(grid)], pp, grid)
     assert not any("nothing above" in w for w in r["warnings"])
 
 
@@ -298,7 +289,7 @@ def test_predict_writes_its_json_when_every_file_fails(tmp_path):
     out.write_text('{"files": ["an earlier run"]}')
     (tmp_path / "bad.wav").write_text("not audio")
     grid = section("features_logmel")
-    stub = _stub_cnn(grid)
+    stub = stub_cnn(grid)
     orig = predict.load_ensembles
     predict.load_ensembles = lambda *a, **k: [stub]
     try:
@@ -710,7 +701,7 @@ def test_file_names_that_are_not_utf8_are_written_in_every_output(tmp_path):
     path = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9.wav")
     name = printable(path)
     assert name.endswith("caf\\xe9.wav")
-    ens = [_stub_cnn(grid)]
+    ens = [stub_cnn(grid)]
     r = analyse_audio(tone(220, 16000, 4.0), 16000, name, ens, pp, grid)
     write_text(tmp_path / "out.csv", to_rows([r], ens).to_csv(index=False))
     assert "caf\\xe9.wav" in (tmp_path / "out.csv").read_text()

@@ -299,6 +299,10 @@ class Serve(_Section):
     port: Annotated[int, Field(ge=0, le=65535)]
     max_upload_mb: Annotated[float, Field(gt=0)]  # a larger upload is refused (413) as it arrives
     max_seconds: Annotated[float, Field(gt=0)]    # so is longer audio, uploaded or recorded
+    body_timeout_s: Annotated[float, Field(gt=0)]  # an upload must arrive within this (408)
+    live_sessions: Annotated[int, Field(ge=1)]     # microphone recordings at once
+    live_idle_s: Annotated[float, Field(gt=0)]     # a recording that sends nothing this long ends
+    live_max_rate: Annotated[int, Field(ge=8000, le=384000)]  # Hz, the highest a recording may send
 
 
 class Report(_Section):

@@ -16,10 +16,14 @@ The models are loaded once, at start, as `ser predict` loads them, and every ans
   segment's answers (`{"segment": ...}`, the segment read alone); at `stop` it sends
   `{"final": ...}`, the whole recording's answer, as `POST /api/predict` gives for the same audio.
 
-Limits are params (`serve.max_upload_mb`, `serve.max_seconds`), enforced while the body arrives
-(an upload is counted, never read whole into memory, and spooled to a temporary file that is
-removed); nothing from a request reaches a file path. Requests are answered one at a time by the
-models (a lock), so concurrent requests cannot disturb each other.
+Limits are params (`serve`), each enforced as soon as it shows: an upload's whole body (every
+part) is counted as it arrives, never read whole into memory, spooled to a temporary file that is
+removed, refused past `max_upload_mb`, past `body_timeout_s`, when cut before its closing
+boundary, and when its header declares more than `max_seconds` of audio; a recording holds 2
+bytes a sample, at most `live_max_rate` and `max_seconds`, at most `live_sessions` at once, and
+ends after `live_idle_s` without a message. Only this server's own page may call it (a browser's
+Origin must be this host). Nothing from a request reaches a file path. Requests are answered one
+at a time by the models (a lock), so concurrent requests cannot disturb each other.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import contextlib
 import functools
 import json
 import logging
+import re
 import socket
 import tempfile
 import threading
@@ -62,6 +67,7 @@ class Service:
     ens: list
     params: Params
     lock: threading.Lock
+    live: int = 0  # live sessions open (counted on the event loop's one thread)
 
     @functools.cached_property
     def grid(self):
@@ -78,6 +84,11 @@ class Service:
                 result = analysis.analyse(path, self.ens, self.params.predict, self.grid, name=name)
         return predict.as_json([result], self.ens)
 
+    def check_head(self, path: Path, name: str) -> None:
+        """The first bytes of an upload still arriving: 413 at once when its header declares more
+        audio than serve.max_seconds (a header this cannot read is judged when the file is whole)."""
+        self._check_length(declared_seconds(path), name)
+
     def _check_length(self, seconds: float, name: str) -> None:
         if seconds > self.params.serve.max_seconds:
             raise HTTPFault(413, f"{name}: {seconds:.0f} s of audio, over serve.max_seconds "
@@ -88,6 +99,26 @@ class Service:
         with self.lock, _named(None, name):
             result = analysis.analyse_audio(y, sr, name, self.ens, self.params.predict, self.grid)
         return predict.as_json([result], self.ens)
+
+
+_DATA = re.compile(r"^data\s*:\s*(\d+)\s*\(should be \d+\)", re.M)  # libsndfile's log of a short WAV
+_RATE = re.compile(r"^\s*Bytes/sec\s*:\s*(\d+)", re.M)
+
+
+def declared_seconds(path: Path) -> float:
+    """How long a file says it is from its header alone, while it is still arriving: a WAV's data
+    chunk size over its byte rate (libsndfile counts only the bytes already there), else the
+    frames its header declares (FLAC); 0 when it says nothing or cannot be read yet."""
+    import soundfile as sf
+    try:
+        with sf.SoundFile(path) as f:
+            log, frames, sr = f.extra_info, f.frames, f.samplerate
+    except (sf.LibsndfileError, RuntimeError, EOFError, ValueError, OSError):
+        return 0.0
+    data, rate = _DATA.search(log), _RATE.search(log)
+    if data and rate and int(rate.group(1)) > 0:
+        return int(data.group(1)) / int(rate.group(1))
+    return frames / sr if 0 < frames < 2**62 and sr > 0 else 0.0
 
 
 @contextlib.contextmanager
@@ -112,15 +143,21 @@ class _OneFile:
     """python-multipart's callbacks for a body of one file: its bytes to `out`, counted (413 past
     `limit`), its file name kept; other fields ignored, further files counted."""
 
-    def __init__(self, out, limit: int):
-        self.out, self.limit = out, limit
+    HEAD = 64 * 1024  # bytes of the file after which its header is checked (check_head)
+
+    def __init__(self, out, limit: int, check_head=None):
+        self.out, self.limit, self.check_head = out, limit, check_head
         self.field, self.value, self.name = b"", b"", None
         self.files, self.size, self.is_file, self.in_file = 0, 0, False, False
+        self.ended = False  # the closing boundary was seen
 
     def callbacks(self) -> dict:
         return {f"on_{k}": getattr(self, k) for k in (
             "part_begin", "header_field", "header_value", "header_end", "headers_finished",
-            "part_data")}
+            "part_data", "end")}
+
+    def end(self):
+        self.ended = True
 
     def part_begin(self):
         self.is_file = False
@@ -149,11 +186,19 @@ class _OneFile:
             if self.size > self.limit:
                 raise HTTPFault(413, f"upload over serve.max_upload_mb ({self.limit / 1e6:g} MB)")
             self.out.write(data[start:end])
+            if self.check_head is not None and self.size >= self.HEAD:
+                self.out.flush()
+                check, self.check_head = self.check_head, None
+                check(self.name)
 
 
-async def spool(request, limit: int) -> tuple[Path, str, tempfile.TemporaryDirectory]:
-    """The upload's one file, counted as it arrives (413 past `limit` bytes, before the rest is
-    read) and written to a temporary folder removed by the caller; (path, file name, folder)."""
+async def spool(request, limit: int, timeout: float = 120.0, check_head=None
+                ) -> tuple[Path, str, tempfile.TemporaryDirectory]:
+    """The upload's one file, counted as it arrives and written to a temporary folder removed by
+    the caller; (path, file name, folder). Refused as soon as it shows: a body over `limit` bytes
+    in all (any part: 413), one that takes longer than `timeout` seconds to arrive (408), one cut
+    before its closing boundary (400); `check_head(path, name)` runs once on the file's first
+    64 kB (the audio's declared length: 413 before the rest arrives)."""
     from python_multipart.multipart import MultipartParser, parse_options_header
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit + 64 * 1024:
@@ -164,13 +209,21 @@ async def spool(request, limit: int) -> tuple[Path, str, tempfile.TemporaryDirec
         raise HTTPFault(400, "expected multipart/form-data with one file (field `file`)")
     folder = tempfile.TemporaryDirectory(prefix="ser-upload-")
     target = Path(folder.name) / "audio"  # a fixed name: nothing of the request in a path
+    whole = limit + 64 * 1024  # the file, and room for its part's headers and a few small fields
     try:
         with open(target, "wb") as out:
-            part = _OneFile(out, limit)
+            part = _OneFile(out, limit, check_head and (lambda name: check_head(target, safe_name(name))))
             parser = MultipartParser(opts[b"boundary"], part.callbacks())
-            async for chunk in request.stream():
-                parser.write(chunk)
+            total = 0
+            async with asyncio.timeout(timeout):
+                async for chunk in request.stream():
+                    total += len(chunk)
+                    if total > whole:
+                        raise HTTPFault(413, f"request body over serve.max_upload_mb ({limit / 1e6:g} MB)")
+                    parser.write(chunk)
             parser.finalize()
+        if not part.ended:
+            raise HTTPFault(400, "incomplete multipart body (no closing boundary): the upload was cut")
         if part.files != 1:
             raise HTTPFault(400, f"expected one file, got {part.files}")
         if part.size == 0:
@@ -178,6 +231,9 @@ async def spool(request, limit: int) -> tuple[Path, str, tempfile.TemporaryDirec
     except HTTPFault:
         folder.cleanup()
         raise
+    except TimeoutError:
+        folder.cleanup()
+        raise HTTPFault(408, f"the upload did not arrive within serve.body_timeout_s ({timeout:g} s)") from None
     except Exception as err:  # noqa: BLE001 - a malformed body, whatever the parser says
         folder.cleanup()
         raise HTTPFault(400, f"malformed multipart body ({str(err).splitlines()[0]})") from None
@@ -196,10 +252,13 @@ def create_app(service: Service):
                         headers={"Cache-Control": "no-store"})
 
     async def api_predict(request):
-        limit = int(service.params.serve.max_upload_mb * 1e6)
+        sp = service.params.serve
         folder = None
         try:
-            path, name, folder = await spool(request, limit)
+            if not same_origin(request.headers):
+                raise HTTPFault(403, "a page of another site may not use this server")
+            path, name, folder = await spool(request, int(sp.max_upload_mb * 1e6), sp.body_timeout_s,
+                                             service.check_head)
             return JSONResponse(await run_in_threadpool(service.analyse_file, path, name))
         except HTTPFault as err:
             return JSONResponse({"error": str(err)}, status_code=err.status)
@@ -225,13 +284,24 @@ def create_app(service: Service):
         WebSocketRoute("/api/live", live)])
 
 
-async def _live_rate(ws) -> int | None:
+def same_origin(headers) -> bool:
+    """Whether a request comes from this server's own page: a browser names the page's origin,
+    which must be this host (another site's page could otherwise use a visitor's local server);
+    a request without one (curl, a script) is no page's."""
+    from urllib.parse import urlsplit
+    origin = headers.get("origin")
+    if origin is None:
+        return True
+    return urlsplit(origin).netloc.lower() == headers.get("host", "").lower()
+
+
+async def _live_rate(ws, sp) -> int | None:
     """The live client's first message, {"sample_rate": N}; None (told, closed) when it is not."""
     try:
-        config = json.loads(await ws.receive_text())
+        config = json.loads(await asyncio.wait_for(ws.receive_text(), sp.live_idle_s))
         sr = int(config["sample_rate"])
-        if not 1000 <= sr <= 384000:
-            raise ValueError(f"sample_rate {sr} out of range")
+        if not 1000 <= sr <= sp.live_max_rate:
+            raise ValueError(f"sample_rate {sr} out of 1000-{sp.live_max_rate} (serve.live_max_rate)")
         return sr
     except (ValueError, KeyError, TypeError, json.JSONDecodeError) as err:
         await ws.send_json({"error": f"expected {{\"sample_rate\": N}} first ({err})"})
@@ -241,15 +311,42 @@ async def _live_rate(ws) -> int | None:
 
 async def _live(ws, service: Service) -> None:
     """`WS /api/live`: the rate, then PCM chunks (each complete segment answered as it comes),
-    then `stop` (the whole recording's answer); the models run in Starlette's thread pool."""
-    from starlette.concurrency import run_in_threadpool
+    then `stop` (the whole recording's answer); the models run in Starlette's thread pool. Only
+    this server's page (same_origin), at most serve.live_sessions at once, each closed after
+    serve.live_idle_s without a message; a client that leaves ends its session quietly."""
+    from starlette.websockets import WebSocketDisconnect
+    sp = service.params.serve
+    if not same_origin(ws.headers):
+        await ws.close(code=1008)  # before accepting: the browser sees 403
+        return
     await ws.accept()
-    sr = await _live_rate(ws)
+    if service.live >= sp.live_sessions:
+        await ws.send_json({"error": f"{sp.live_sessions} recordings are live already "
+                                     "(serve.live_sessions): try again when one ends"})
+        await ws.close(code=1013)
+        return
+    service.live += 1
+    try:
+        await _session(ws, service, sp)
+    except TimeoutError:  # before OSError, of which it is one
+        with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
+            await ws.send_json({"error": f"nothing arrived for {sp.live_idle_s:g} s "
+                                         "(serve.live_idle_s): recording closed"})
+            await ws.close(code=1001)
+    except (WebSocketDisconnect, OSError, RuntimeError):  # uvicorn's ClientDisconnected is an OSError
+        log.info("live: the client left")
+    finally:
+        service.live -= 1
+
+
+async def _session(ws, service: Service, sp) -> None:
+    from starlette.concurrency import run_in_threadpool
+    sr = await _live_rate(ws, sp)
     if sr is None:
         return
     session = LiveSession(service, sr)
     while True:
-        msg = await ws.receive()
+        msg = await asyncio.wait_for(ws.receive(), sp.live_idle_s)
         if msg["type"] == "websocket.disconnect":
             return
         if msg.get("bytes") is not None:
@@ -280,16 +377,18 @@ class LiveSession:
         self.sent = 0  # segments answered so far
 
     def add(self, data: bytes) -> None:
-        pcm = np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2").astype(np.float32) / 32768
+        pcm = np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2")  # kept as sent: 2 bytes a sample
         self.chunks.append(pcm)
         self.n += len(pcm)
         if self.n / self.sr > self.service.params.serve.max_seconds:
             raise HTTPFault(413, f"recording over serve.max_seconds ({self.service.params.serve.max_seconds:g} s)")
 
-    def audio(self) -> np.ndarray:
+    def audio(self, start: int = 0, end: int | None = None) -> np.ndarray:
+        """Samples [start, end) so far, float32."""
         if len(self.chunks) > 1:
             self.chunks = [np.concatenate(self.chunks)]
-        return self.chunks[0] if self.chunks else np.zeros(0, dtype=np.float32)
+        pcm = self.chunks[0] if self.chunks else np.zeros(0, dtype="<i2")
+        return pcm[start:end].astype(np.float32) / 32768
 
     def new_segments(self) -> list[dict]:
         """The segments whose window is now complete, each read alone (with the offset before
@@ -297,11 +396,9 @@ class LiveSession:
         grid, pp = self.service.grid, self.service.params.predict
         window, offset, hop = grid.n_samples / grid.sample_rate, grid.offset_s, pp.hop_s
         out = []
-        y = None
         while offset + self.sent * hop + window <= self.n / self.sr:
-            y = self.audio() if y is None else y
             start = self.sent * hop
-            piece = y[round(start * self.sr): round((start + offset + window) * self.sr)]
+            piece = self.audio(round(start * self.sr), round((start + offset + window) * self.sr))
             self.sent += 1
             if np.abs(piece).max() < 1e-3:
                 out.append({"start_s": round(start + offset, 3), "end_s": round(start + offset + window, 3),
