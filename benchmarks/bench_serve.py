@@ -7,9 +7,10 @@
 - live: a fake microphone plays a generated recording; for each segment, the time from the end
   of its window (as the recording's clock says) to its answers on the page (the target: 1 s).
 
-Runs the server in a thread on 127.0.0.1, as `ser serve` does, on the models in --models
-(default: the committed models/), or with --generated on model files of the
-reference's sizes (bench_predict.write_models: speed does not depend on what the weights learned).
+Needs what `make setup` installs (Playwright's Python package) and a Chromium. Runs the server
+in a thread on 127.0.0.1, as `ser serve` does, on the models in --models (default: the committed
+models/), or with --generated on model files of the reference's sizes (bench_predict.write_models:
+speed does not depend on what the weights learned).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from bench_predict import write_models  # noqa: E402
-from conftest import running_server, synthetic_clip  # noqa: E402  (the tests' helpers)
+from generated import running_server, synthetic_clip  # noqa: E402  (the tests' too; no pytest)
 from ser.apps.serve import load_service  # noqa: E402
 from ser.params import PARAMS_FILE, load_params  # noqa: E402
 
@@ -47,6 +48,9 @@ def main() -> None:
     ap.add_argument("--chromium", default=shutil.which("chromium"))
     ap.add_argument("--seconds", type=float, default=16.0, help="length of the live recording")
     a = ap.parse_args()
+    if not a.chromium:
+        sys.exit("bench_serve: no Chromium found: install it (Debian: apt-get install chromium) "
+                 "or pass --chromium PATH")
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         models = a.models

@@ -13,16 +13,12 @@ to enable them; with SER_REQUIRE_CORPUS=1 (CI) a missing corpus fails them inste
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import threading
-import time
 import zipfile
 from pathlib import Path
 
@@ -31,30 +27,13 @@ import pytest
 import soundfile as sf
 import yaml
 
-from ser.labels import expected_stems, parse_name
+from generated import SECONDS, SR, running_server, synthetic_clip  # noqa: F401 - the tests' too
+from ser.labels import expected_stems
 
 ROOT = Path(__file__).resolve().parents[1]
 MIRROR = ROOT.parent / "shared" / "data" / "ravdess-speech-flac.zip"
-SR = 48000
-SECONDS = 1.6
 SMALL_ACTORS = [1, 2, 3, 4]
 E2E_RUNS = ["random-0", "random-1", "actor-0", "actor-1", "actor-2", "actor-3"]
-
-
-def synthetic_clip(stem: str, sr: int = SR, seconds: float = SECONDS) -> np.ndarray:
-    """A voiced, syllable-like 16-bit signal: pitch, loudness and rhythm set by emotion and speaker."""
-    info = parse_name(stem)
-    code = int(stem.split("-")[2])
-    rng = np.random.default_rng([int(x) for x in stem.split("-")])
-    t = np.arange(int(sr * seconds)) / sr
-    f0 = (120 if info.gender == "male" else 210) + 18 * code + 3 * info.actor
-    f0 = f0 * (1 + 0.04 * np.sin(2 * np.pi * (0.7 + 0.1 * code) * t))
-    phase = 2 * np.pi * np.cumsum(f0) / sr
-    voice = sum(np.sin(k * phase) / k ** (1.0 + 0.1 * code) for k in range(1, 7))
-    syllables = 0.5 * (1 + np.sin(2 * np.pi * (2.5 + 0.4 * code) * t - np.pi / 2))
-    loud = 0.08 * (1 + 0.25 * code) * (1.3 if info.intensity == "strong" else 1.0)
-    y = loud * syllables * voice + 0.003 * rng.standard_normal(len(t))
-    return np.round(np.clip(y, -0.99, 0.99) * 32767).astype(np.int16)  # 16-bit, as RAVDESS
 
 
 TESS_EMOTIONS = ["angry", "disgust", "fear", "happy", "neutral", "ps", "sad"]
@@ -189,32 +168,6 @@ def sh(*args, cwd, env, ok=True):
     if ok:
         assert r.returncode == 0, f"{' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return r.stdout + r.stderr if ok else r
-
-
-@contextlib.contextmanager
-def running_server(service, start_s: float = 20.0):
-    """`ser serve`'s app in a real uvicorn server on a free port of 127.0.0.1, in a thread: its
-    URL (for the browser tests and benchmarks/bench_serve.py)."""
-    import uvicorn
-    from ser.apps.serve import create_app
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    srv = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port,
-                                        log_level="warning"))
-    t = threading.Thread(target=srv.run, daemon=True)
-    t.start()
-    deadline = time.time() + start_s
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
-    if not srv.started:
-        raise RuntimeError(f"uvicorn did not start within {start_s:g} s")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        t.join(10)
 
 
 def make_repo(d: Path, archive: Path) -> dict:
