@@ -161,6 +161,33 @@ def stub_cnn(grid, classes=("neutral", "sad")):
                     None, [proba])
 
 
+@pytest.fixture(scope="module")
+def server(service):
+    """`ser serve` on the test module's own `service` fixture, in a real uvicorn server on a free
+    port of 127.0.0.1 (running_server): its URL."""
+    with running_server(service) as url:
+        yield url
+
+
+def browser_of(fake_mic: Path):
+    """Debian's Chromium driven by Playwright, its fake microphone playing `fake_mic` (a WAV), for
+    a fixture to yield from. Without Chromium the test skips and says how to enable it; with
+    SER_REQUIRE_BROWSER=1 (CI) it fails instead."""
+    path = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+    if path is None:
+        msg = "needs Chromium for the browser tests: apt-get install chromium"
+        if os.environ.get("SER_REQUIRE_BROWSER") == "1":
+            pytest.fail(msg + " (SER_REQUIRE_BROWSER=1)")
+        pytest.skip(msg)
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=path, args=[
+            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={fake_mic}", "--autoplay-policy=no-user-gesture-required"])
+        yield b
+        b.close()
+
+
 # ---------------------------------------------------------------- the tiny pipeline
 
 def sh(*args, cwd, env, ok=True):

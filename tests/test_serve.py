@@ -10,7 +10,6 @@ import base64
 import io
 import json
 import os
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from conftest import running_server, synthetic_clip
+from conftest import browser_of, synthetic_clip
 
 pytestmark = pytest.mark.e2e
 
@@ -212,32 +211,6 @@ def test_without_models_the_server_does_not_start(tmp_path):
 
 # ---------------------------------------------------------------- in a real browser
 
-def chromium_path() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser_path():
-    path = chromium_path()
-    if path is None:
-        msg = "needs Chromium for the browser tests: apt-get install chromium"
-        if os.environ.get("SER_REQUIRE_BROWSER") == "1":
-            pytest.fail(msg + " (SER_REQUIRE_BROWSER=1)")
-        pytest.skip(msg)
-    return path
-
-
-@pytest.fixture(scope="module")
-def server(service):
-    """The real uvicorn server on a free port of 127.0.0.1, in a thread."""
-    with running_server(service) as url:
-        yield url
-
-
 @pytest.fixture(scope="module")
 def fake_mic(tmp_path_factory):
     """What the fake microphone plays: 12 s of generated speech, 48 kHz 16-bit WAV."""
@@ -247,14 +220,8 @@ def fake_mic(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser(browser_path, fake_mic):
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=browser_path, args=[
-            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={fake_mic}", "--autoplay-policy=no-user-gesture-required"])
-        yield b
-        b.close()
+def browser(fake_mic):
+    yield from browser_of(fake_mic)
 
 
 def page_answers(page) -> dict:
@@ -274,8 +241,8 @@ def test_upload_in_the_browser_shows_the_apis_answers(browser, server, client, t
     want = {name: e["top"] for name, e in api["files"][0]["whole"].items()}
     assert page_answers(page) == want
     n_segments = len(api["files"][0]["segments"])
-    assert page.locator(".family[data-family=cnn_lstm] tr.segment").count() == n_segments
-    assert page.locator(".family svg.timeline polyline").count() >= 3 * 2  # lines per class
+    assert page.locator(".details-family[data-family=cnn_lstm] tr.segment").count() == n_segments
+    assert page.locator("#timelines .strip g.seg").count() == 3 * n_segments  # per family
     shot = os.environ.get("SER_SCREENSHOT")
     if shot:
         page.screenshot(path=shot, full_page=True)

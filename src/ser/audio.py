@@ -35,7 +35,10 @@ def load(path: str | Path, sr: int | None, offset: float = 0.0) -> np.ndarray:
             warnings.simplefilter("ignore")
             y, _ = librosa.load(path, sr=sr, mono=True, offset=offset)
     except (sf.LibsndfileError, RuntimeError, EOFError, ValueError) as err:
-        raise SerError(f"{path}: cannot decode audio ({str(err).splitlines()[0]})") from None
+        # libsndfile names the file object it was given ("Error opening <_io.BufferedReader
+        # name=...>: "): the path is said already, the reason is what follows
+        reason = re.sub(r"^Error opening <[^>]*>: ", "", str(err).splitlines()[0])
+        raise SerError(f"{path}: cannot decode audio ({reason})") from None
     if y.size == 0 or not np.isfinite(y).all():
         raise _unusable(path)
     return y
@@ -50,7 +53,10 @@ def _opened(path: str | Path) -> Iterator[sf.SoundFile]:
         with open(path, "rb") as fh, sf.SoundFile(fh) as f:
             yield f
     except (sf.LibsndfileError, RuntimeError, EOFError, ValueError) as err:
-        raise SerError(f"{path}: cannot decode audio ({str(err).splitlines()[0]})") from None
+        # libsndfile names the file object it was given ("Error opening <_io.BufferedReader
+        # name=...>: "): the path is said already, the reason is what follows
+        reason = re.sub(r"^Error opening <[^>]*>: ", "", str(err).splitlines()[0])
+        raise SerError(f"{path}: cannot decode audio ({reason})") from None
     except OSError as err:
         raise SerError(f"{path}: cannot read ({err.strerror or err})") from None
 

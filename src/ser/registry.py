@@ -22,20 +22,31 @@ class Family:
                        #   also says how ser.inference reads its model files
     color: str         # in every figure
     about: str         # one line for the report and the README
+    plain: str         # its name for people who are not us (the web page)
+    hint: str          # one line for them: what it listens to
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("svm_stats", "SVM", "stats", "train_svm", "#1f77b4",
-           "the reference's SVM on 200 global statistics of 20 frame-level features, as published"),
+           "the reference's SVM on 200 global statistics of 20 frame-level features, as published",
+           "Acoustic statistics (SVM)",
+           "A classic classifier on 200 summary numbers of the voice's spectrum and energy"),
     Family("svm_stats_conditioned", "SVM (conditioned)", "stats_conditioned", "train_svm", "#17becf",
            "the same SVM and statistics of the recording cut to its sound, at one level, over a "
-           "noise floor"),
+           "noise floor", "Acoustic statistics, levelled (SVM)",
+           "The same, on the speech cut to its sound and brought to one loudness"),
     Family("svm_egemaps", "eGeMAPS SVM", "egemaps", "train_svm", "#2ca02c",
-           "the same SVM pipeline on the 88 eGeMAPS v02 functionals (openSMILE), as published"),
+           "the same SVM pipeline on the 88 eGeMAPS v02 functionals (openSMILE), as published",
+           "Voice measures (eGeMAPS, SVM)",
+           "A classic classifier on 88 standard measures of pitch, loudness and voice quality"),
     Family("svm_egemaps_conditioned", "eGeMAPS SVM (conditioned)", "egemaps_conditioned",
-           "train_svm", "#bcbd22", "the eGeMAPS SVM on the conditioned recording"),
+           "train_svm", "#bcbd22", "the eGeMAPS SVM on the conditioned recording",
+           "Voice measures, levelled (eGeMAPS, SVM)",
+           "The same, on the speech cut to its sound and brought to one loudness"),
     Family("cnn_lstm", "CNN-LSTM", "logmel", "train_cnn_lstm", "#ff7f0e",
-           "the reference's time-distributed CNN + LSTM on log-mel windows"),
+           "the reference's time-distributed CNN + LSTM on log-mel windows",
+           "Neural network (CNN-LSTM)",
+           "A neural network that reads the sound's spectrogram, 3 seconds at a time"),
 )}
 # The reference's question: NETWORK minus REFERENCE_SVM, the SVM on the reference's own features
 REFERENCE_SVM, NETWORK = "svm_stats", "cnn_lstm"

@@ -267,7 +267,8 @@ def create_app(service: Service):
                 folder.cleanup()
 
     async def api_info(request):
-        return JSONResponse({"models": {e.name: {"label": e.family.label, "protocol": e.protocol,
+        return JSONResponse({"models": {e.name: {"label": e.family.label, "plain": e.family.plain,
+                                                 "hint": e.family.hint, "protocol": e.protocol,
                                                  "runs": e.runs, "classes": e.classes,
                                                  "describe": e.describe()} for e in service.ens},
                              "hop_s": service.params.predict.hop_s,
