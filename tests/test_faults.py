@@ -723,3 +723,24 @@ def test_a_full_disk_is_one_line_for_a_plot_and_for_any_stage(tmp_path):
     assert out.returncode == 1 and out.stderr == (
         "error: checkpoints/x.ckpt: cannot write (No space left on device): make room and rerun; "
         "what was written whole is kept\n")
+
+
+def test_the_plot_draws_the_pages_emotion_strips(monkeypatch):
+    """Issue 41: `ser predict --plot` draws what the page does: per family a strip on the time
+    axis, each segment in its top emotion's colour (registry.EMOTION_COLORS), a silent one white."""
+    from matplotlib.colors import to_hex
+    from ser import figures
+    from ser.analysis import analyse_audio
+    from ser.apps.predict import plot
+    grid, pp = section("features_logmel"), section("predict", hop_s=3.0)
+    y = np.concatenate([tone(220, 16000, 7.0), np.zeros(16000 * 4, dtype=np.float32)])
+    r = analyse_audio(y, 16000, "take.wav", [stub_cnn(grid)], pp, grid)
+    saved = []
+    monkeypatch.setattr(figures, "save", lambda fig, path: saved.append(fig))
+    plot(r, [stub_cnn(grid)], Path("unused.png"))
+    ax = saved[0].axes[0]
+    faces = [to_hex(p.get_facecolor(), keep_alpha=False) for p in ax.patches[1:]]
+    silent = [s["silent"] for s in r["segments"]]
+    assert len(faces) == len(r["segments"]) and any(silent) and not all(silent)
+    assert faces == ["#ffffff" if s else registry.EMOTION_COLORS["neutral"].lower() for s in silent]
+    assert ax.get_title(loc="left") == "Neural network (CNN-LSTM): neutral (90% sure) for the whole recording"

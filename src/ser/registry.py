@@ -48,6 +48,11 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            "Neural network (CNN-LSTM)",
            "A neural network that reads the sound's spectrogram, 3 seconds at a time"),
 )}
+# Each emotion's colour wherever an answer is drawn (the page's and `ser predict --plot`'s
+# timelines): Okabe and Ito's palette, told apart with any colour vision
+EMOTION_COLORS = {"neutral": "#999999", "calm": "#56B4E9", "happy": "#E69F00", "sad": "#0072B2",
+                  "angry": "#D55E00", "fearful": "#CC79A7", "disgust": "#009E73", "surprised": "#F0E442"}
+
 # The reference's question: NETWORK minus REFERENCE_SVM, the SVM on the reference's own features
 REFERENCE_SVM, NETWORK = "svm_stats", "cnn_lstm"
 

@@ -80,26 +80,37 @@ def to_text(results: list[dict], ens: list[Ensemble]) -> str:
 
 
 def plot(result: dict, ens: list[Ensemble], path: Path) -> None:
-    """The timeline of class probabilities, one panel per family."""
+    """The page's picture: per family an emotion strip on the recording's time axis, each segment
+    in its top emotion's colour (registry.EMOTION_COLORS), more opaque when surer, hatched when
+    short, white when silent; the whole-recording answer in the family's title."""
+    from matplotlib.patches import Patch, Rectangle
     from ser import figures
     plt = figures.plt
-    fig, axes = plt.subplots(len(ens), 1, figsize=(10, 2.6 * len(ens)), sharex=True, squeeze=False)
-    mids = [(s["start_s"] + s["end_s"]) / 2 for s in result["segments"]]
+    fig, axes = plt.subplots(len(ens), 1, figsize=(10, 0.5 + 1.1 * len(ens)), sharex=True, squeeze=False)
+    duration = max(result["duration_s"], 0.1)
+    seen = []
     for ax, e in zip(axes[:, 0], ens):
-        for c in e.classes:
-            ax.plot(mids, [np.nan if s[e.name] is None else s[e.name]["probs"][c]
-                           for s in result["segments"]], "o-", ms=3, label=c)
+        ax.add_patch(Rectangle((0, 0), duration, 1, color="#f3f3f3", lw=0))
         for s in result["segments"]:
-            if s["short"] or s["silent"]:
-                ax.axvspan(s["start_s"], s["end_s"], color="grey", alpha=0.15)
+            x = s[e.name]
+            box = dict(xy=(s["start_s"], 0.04), width=s["end_s"] - s["start_s"], height=0.92)
+            if x is None:
+                ax.add_patch(Rectangle(**box, facecolor="white", edgecolor="#bbbbbb"))
+                continue
+            color = registry.EMOTION_COLORS.get(x["top"], "#666666")
+            seen += [x["top"]] if x["top"] not in seen else []
+            ax.add_patch(Rectangle(**box, facecolor=color, alpha=0.35 + 0.65 * x["prob"], lw=0,
+                                   hatch="//" if s["short"] else None))
+        whole = result["whole"][e.name]
+        ax.set_title(f"{e.family.plain}: {whole['top']} ({100 * whole['prob']:.0f}% sure) for the "
+                     "whole recording" if whole else f"{e.family.plain}: silent", fontsize=9, loc="left")
+        ax.set_xlim(0, duration)
         ax.set_ylim(0, 1)
-        ax.set_ylabel("probability")
-        ax.set_title(f"{e.family.label} ({e.describe()}); whole: {result['whole'][e.name]['top']}",
-                     fontsize=9)
-        ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=7, ncol=4, loc="upper right")
-    axes[-1, 0].set_xlabel("time (s); grey: short (unreliable) or silent segments")
-    fig.suptitle(Path(result["file"]).name)
+        ax.set_yticks([])
+    axes[-1, 0].set_xlabel("time (s); darker: surer; hatched: too short to trust")
+    fig.legend(handles=[Patch(color=registry.EMOTION_COLORS.get(c, "#666666"), label=c) for c in seen],
+               loc="upper right", ncol=len(seen) or 1, fontsize=8, frameon=False)
+    fig.suptitle(Path(result["file"]).name, x=0.01, ha="left", fontsize=10)
     figures.save(fig, path)
 
 

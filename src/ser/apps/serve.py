@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ser import analysis
+from ser import analysis, registry
 from ser.apps import predict, project_params
 from ser.audio import decode, info
 from ser.errors import SerError
@@ -274,7 +274,8 @@ def create_app(service: Service):
                              "hop_s": service.params.predict.hop_s,
                              "window_s": service.grid.n_samples / service.grid.sample_rate,
                              "offset_s": service.grid.offset_s,
-                             "max_seconds": service.params.serve.max_seconds})
+                             "max_seconds": service.params.serve.max_seconds,
+                             "colors": registry.EMOTION_COLORS})
 
     async def live(ws):
         await _live(ws, service)

@@ -5,9 +5,6 @@
 // exclude each other; every error ends the busy state, clears the old answer and says what to do.
 "use strict";
 
-// Okabe & Ito's colour-blind-safe palette, one colour per emotion on every strip
-const EMOTION_COLORS = {neutral: "#999999", calm: "#56B4E9", happy: "#E69F00", sad: "#0072B2",
-                        angry: "#D55E00", fearful: "#CC79A7", disgust: "#009E73", surprised: "#F0E442"};
 const $ = (id) => document.getElementById(id);
 const svgNS = "http://www.w3.org/2000/svg";
 let info = null;       // GET /api/info: the families, hop, window
@@ -32,7 +29,7 @@ function svgEl(tag, attrs = {}) {
 }
 
 const pct = (p) => `${Math.round(100 * p)}%`;
-const colorOf = (c) => EMOTION_COLORS[c] || "#666666";
+const colorOf = (c) => (info.colors || {})[c] || "#666666";  // one colour per emotion (registry)
 
 function status(text, kind = "") {
   $("status").textContent = text;
