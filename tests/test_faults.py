@@ -744,3 +744,24 @@ def test_the_plot_draws_the_pages_emotion_strips(monkeypatch):
     assert len(faces) == len(r["segments"]) and any(silent) and not all(silent)
     assert faces == ["#ffffff" if s else registry.EMOTION_COLORS["neutral"].lower() for s in silent]
     assert ax.get_title(loc="left") == "Neural network (CNN-LSTM): neutral (90% sure) for the whole recording"
+
+
+def test_a_feature_table_missing_a_column_is_refused_before_training(tmp_path):
+    """Issue 43: a stats table with one column dropped trained on 199 features (and wrote a model
+    that only the reader's check would refuse)."""
+    from ser.features import stats
+    from ser.stages.train_svm import check_columns
+    p = section("features_stats")
+    cols = stats.columns(p)
+    df = pd.DataFrame(np.zeros((2, len(cols))), columns=cols, index=pd.Index(["a", "b"], name="clip_id"))
+    df.attrs = {"family": "stats", "params": p.saved()}
+    df.to_parquet(tmp_path / "stats.parquet")
+    check_columns(tmp_path / "stats.parquet", pd.read_parquet(tmp_path / "stats.parquet"))
+    cut = df.drop(columns=cols[5])
+    cut.to_parquet(tmp_path / "stats.parquet")
+    with pytest.raises(SerError, match=r"stats.parquet: 199 columns, not the 200 columns of "
+                                       r"features_stats: rerun `dvc repro features@stats`"):
+        check_columns(tmp_path / "stats.parquet", pd.read_parquet(tmp_path / "stats.parquet"))
+    df[list(reversed(cols))].to_parquet(tmp_path / "stats.parquet")
+    with pytest.raises(SerError, match=r"column 0 .* where its features have"):
+        check_columns(tmp_path / "stats.parquet", pd.read_parquet(tmp_path / "stats.parquet"))

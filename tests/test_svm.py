@@ -7,6 +7,7 @@ from sklearn.datasets import make_classification
 from conftest import section
 from ser import inference, modelfile, modelread, svm_pipeline as svm
 from ser.errors import SerError
+from ser.features import stats
 from ser.runs import read_predictions
 from ser.stages import train_svm
 
@@ -64,11 +65,14 @@ def _write_inputs(tmp_path, n=150, seed=0):
     rng = np.random.default_rng(seed)
     labels = np.array(["sad", "happy", "angry"])[rng.integers(0, 3, n)]
     split = np.array(["train"] * 100 + ["val"] * 30 + ["test"] * (n - 130))
-    feats = rng.normal(size=(n, 12)) + (labels == "sad")[:, None] * 1.5
+    p = section("features_stats")
+    columns = stats.columns(p)  # a stats table as the features stage writes it, of random values
+    feats = rng.normal(size=(n, len(columns))) + (labels == "sad")[:, None] * 1.5
     ids = [f"c{i:03d}" for i in range(n)]
     pd.DataFrame({"clip_id": ids, "actor": np.arange(n) % 10 + 1, "label": labels,
                   "split": split}).to_csv(tmp_path / "fold.csv", index=False)
-    df = pd.DataFrame(feats, index=pd.Index(ids, name="clip_id"), columns=[f"f{i}" for i in range(12)])
+    df = pd.DataFrame(feats, index=pd.Index(ids, name="clip_id"), columns=columns)
+    df.attrs = {"family": "stats", "params": p.saved()}
     return df, split
 
 
@@ -143,7 +147,7 @@ def test_model_file_loads_in_any_program_and_is_the_same_bytes(tmp_path):
     assert (tmp_path / "a.model").read_bytes() == (tmp_path / "b.model").read_bytes()
     code = ("import numpy as np; from pathlib import Path; from ser.inference import read_svm as read_model; "
             f"m, p = read_model(Path({str(tmp_path / 'a.model')!r}), 'svm_stats'); "
-            "print(m['protocol'], p(np.zeros((1, 12))).shape)")
+            "print(m['protocol'], p(np.zeros((1, 200))).shape)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.strip() == "actor (1, 3)", r.stderr
 

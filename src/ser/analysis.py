@@ -130,18 +130,11 @@ def check_columns(path: Path, meta: dict, family: Family, params: Params) -> Non
     mod = tables.module(family.features)
     if mod is None:
         return
-    want, got = mod.columns(getattr(params, f"features_{family.features}")), meta.get("columns")
-    if got == want:
-        return
-    if not isinstance(got, list):
-        what = "no list of columns"
-    elif len(got) != len(want):
-        what = f"{len(got)} columns"
-    else:
-        i = next(i for i, (g, w) in enumerate(zip(got, want)) if g != w)
-        what = f"column {i} {str(got[i])[:40]!r} where its features have {want[i]!r}"
-    raise SerError(f"{path}: {what}, not the {len(want)} columns of features_{family.features} in "
-                   "their order: refused")
+    want = mod.columns(getattr(params, f"features_{family.features}"))
+    what = tables.column_difference(meta.get("columns"), want)
+    if what:
+        raise SerError(f"{path}: {what}, not the {len(want)} columns of features_{family.features} in "
+                       "their order: refused")
 
 
 def load_ensemble(models: Path, family: Family, protocol: str, params: Params,

@@ -20,3 +20,16 @@ def module(feature_set: str) -> ModuleType | None:
     if field is None:
         raise KeyError(f"no feature set {feature_set!r} (sets: {', '.join(SETS)})")
     return MODULES.get(field.annotation)
+
+
+def column_difference(got: object, want: list[str]) -> str | None:
+    """How a table's or a model file's columns differ from the `want` of its feature set, in a
+    few words ('199 columns', "column 0 'x' where the set has 'y'"); None when they are equal."""
+    if got == want:
+        return None
+    if not isinstance(got, list):
+        return "no list of columns"
+    if len(got) != len(want):
+        return f"{len(got)} columns"
+    i = next(i for i, (g, w) in enumerate(zip(got, want)) if g != w)
+    return f"column {i} {str(got[i])[:40]!r} where its features have {want[i]!r}"

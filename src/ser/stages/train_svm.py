@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ser import deps, modelfile
 from ser.errors import SerError, run_cli
+from ser.features import tables
 from ser.io import atomic_dir, write_json
 from ser.labels import class_names
 from ser.params import PARAMS_FILE, load_params, parse_run
@@ -30,6 +31,21 @@ from ser.svm_pipeline import fit, fitted_pipeline
 
 log = logging.getLogger("train_svm")
 MODULE = "ser.stages.train_svm"
+
+
+def check_columns(path: Path, feats) -> None:
+    """The table's columns are the ones its feature set gives with the params it was made with,
+    in their order: a table missing one would train (and write a model) on the others."""
+    name, saved = feats.attrs.get("family", path.stem), feats.attrs.get("params")
+    mod = tables.module(name) if name in tables.SETS else None
+    if mod is None or saved is None:
+        raise SerError(f"{path}: not a table of a feature set (no family and params in its "
+                       "metadata): rerun its features stage")
+    want = mod.columns(mod.PARAMS.from_saved(saved))
+    what = tables.column_difference(list(feats.columns), want)
+    if what:
+        raise SerError(f"{path}: {what}, not the {len(want)} columns of features_{name}: rerun "
+                       f"`dvc repro features@{name}`")
 
 
 def run(params_path: Path, family: str, run_name: str, fold_path: Path, features: Path,
@@ -43,6 +59,7 @@ def run(params_path: Path, family: str, run_name: str, fold_path: Path, features
     if missing:
         raise SerError(f"{features}: no features for clip {sorted(missing)[0]} of {fold_path}")
     cols = list(feats.columns)
+    check_columns(features, feats)
     df = fold.join(feats, on="clip_id")
     train = df[df["split"] == "train"]
     groups = train["actor"].to_numpy() if protocol == "actor" else None
