@@ -199,3 +199,16 @@ def test_audio_too_long_is_refused_from_its_header_as_it_arrives(fmt):
     with client_of(service) as c:  # and through the API
         r = c.post("/api/predict", files={"file": ("long.wav", data)})
         assert r.status_code == 413 and "over serve.max_seconds" in r.json()["error"]
+
+
+def test_a_local_server_answers_only_its_own_names():
+    """A page of another site whose name points at 127.0.0.1 (DNS rebinding) sends an Origin that
+    matches its Host: only the names of this machine are answered."""
+    from starlette.testclient import TestClient
+    from ser.apps.serve import create_app, local_hosts
+    app = create_app(make_service(), local_hosts("127.0.0.1"))
+    for base, status in (("http://127.0.0.1:8000", 200), ("http://localhost:8000", 200),
+                         ("http://rebound.example:8000", 400)):
+        with TestClient(app, base_url=base) as c:
+            assert c.get("/api/info", headers={"origin": base}).status_code == status, base
+    assert local_hosts("0.0.0.0") is None  # bound for others: any name (and a warning at start)

@@ -22,8 +22,9 @@ removed, refused past `max_upload_mb`, past `body_timeout_s`, when cut before it
 boundary, and when its header declares more than `max_seconds` of audio; a recording holds 2
 bytes a sample, at most `live_max_rate` and `max_seconds`, at most `live_sessions` at once, and
 ends after `live_idle_s` without a message. Only this server's own page may call it (a browser's
-Origin must be this host). Nothing from a request reaches a file path. Requests are answered one
-at a time by the models (a lock), so concurrent requests cannot disturb each other.
+Origin must be this host; bound to this machine, it answers only its names). Nothing from a
+request reaches a file path. Requests are answered one at a time by the models (a lock), so
+concurrent requests cannot disturb each other.
 """
 
 from __future__ import annotations
@@ -233,15 +234,26 @@ async def spool(request, limit: int, timeout: float = 120.0, check_head=None
         raise
     except TimeoutError:
         folder.cleanup()
-        raise HTTPFault(408, f"the upload did not arrive within serve.body_timeout_s ({timeout:g} s)") from None
+        raise HTTPFault(408, f"the upload did not arrive within serve.body_timeout_s ({timeout:g} s)"
+                        ) from None
     except Exception as err:  # noqa: BLE001 - a malformed body, whatever the parser says
         folder.cleanup()
         raise HTTPFault(400, f"malformed multipart body ({str(err).splitlines()[0]})") from None
     return target, safe_name(part.name), folder
 
 
-def create_app(service: Service):
+def local_hosts(host: str) -> set[str] | None:
+    """The host names a server bound to this machine only answers (the Host header's name:
+    127.0.0.1 or localhost): a page of another site whose name was pointed at 127.0.0.1 (DNS
+    rebinding) sends its own name, and is refused (400). None (any) for another address."""
+    return {"127.0.0.1", "localhost"} if host in ("127.0.0.1", "localhost") else None
+
+
+def create_app(service: Service, hosts: set[str] | None = None):
+    """The app; with `hosts`, a request naming another host is refused (400)."""
     from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
     from starlette.concurrency import run_in_threadpool
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route, WebSocketRoute
@@ -280,10 +292,11 @@ def create_app(service: Service):
     async def live(ws):
         await _live(ws, service)
 
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=sorted(hosts))] if hosts else []
     return Starlette(routes=[Route(p, page) for p in PAGES] + [
         Route("/api/predict", api_predict, methods=["POST"]),
         Route("/api/info", api_info),
-        WebSocketRoute("/api/live", live)])
+        WebSocketRoute("/api/live", live)], middleware=middleware)
 
 
 def same_origin(headers) -> bool:
@@ -470,8 +483,8 @@ def run(*, host: str | None = None, port: int | None = None, which: list[str] | 
         log.warning("bound to %s, not 127.0.0.1: anyone who can reach this machine on port %d can "
                     "send it audio", host, port)
     log.info("serving on http://%s:%d/ (Ctrl-C stops)", host, port)
-    config = uvicorn.Config(create_app(service), host=host, port=port, log_level="warning",
-                            ws_max_size=1 << 20)
+    config = uvicorn.Config(create_app(service, local_hosts(host)), host=host, port=port,
+                            log_level="warning", ws_max_size=1 << 20)
     try:
         asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
     except KeyboardInterrupt:
