@@ -67,7 +67,7 @@ function clearResult() {
 
 function fail(message) {
   // every error: the busy state ends, the old answer goes, the message says what to do
-  if (live) stopCapture();
+  if (live) stopCapture().ws.close();  // the server's session ends too, not at its idle timeout
   setBusy(null);
   clearResult();
   status(message, "error");
