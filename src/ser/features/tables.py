@@ -24,7 +24,7 @@ def module(feature_set: str) -> ModuleType | None:
 
 def column_difference(got: object, want: list[str]) -> str | None:
     """How a table's or a model file's columns differ from the `want` of its feature set, in a
-    few words ('199 columns', "column 0 'x' where the set has 'y'"); None when they are equal."""
+    few words ('199 columns', "column 0 'x' where its features have 'y'"); None when equal."""
     if got == want:
         return None
     if not isinstance(got, list):

@@ -41,7 +41,11 @@ def check_columns(path: Path, feats) -> None:
     if mod is None or saved is None:
         raise SerError(f"{path}: not a table of a feature set (no family and params in its "
                        "metadata): rerun its features stage")
-    want = mod.columns(mod.PARAMS.from_saved(saved))
+    try:
+        want = mod.columns(mod.PARAMS.from_saved(saved))
+    except (TypeError, ValueError):  # pydantic's ValidationError is a ValueError
+        raise SerError(f"{path}: made with other features_{name} params than this version "
+                       f"knows: rerun `dvc repro features@{name}`") from None
     what = tables.column_difference(list(feats.columns), want)
     if what:
         raise SerError(f"{path}: {what}, not the {len(want)} columns of features_{name}: rerun "
