@@ -505,6 +505,14 @@ function stop() {
     $("record").focus();
     return;
   }
+  const seconds = samplesOf(session) / session.rate;
+  if (seconds <= info.offset_s) {  // the models skip the first offset_s: nothing left to hear
+    session.ws.close();
+    fail(`Your recording lasted ${seconds.toFixed(1)} s, too short to hear an emotion (the first ` +
+         `${info.offset_s} s are skipped): record for a few seconds.`);
+    $("record").focus();
+    return;
+  }
   const blob = wavBlob(session.chunks, session.rate);
   state.recordedWav = blob;
   $("player").src = URL.createObjectURL(blob);
