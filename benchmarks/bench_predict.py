@@ -38,6 +38,15 @@ from ser.svm_pipeline import fit
 
 
 
+def models_or_generated(models: Path | None, tmp: Path, params_path: Path) -> Path:
+    """The benchmarks' models: `models` (their --models), else model files of the reference's
+    sizes written under `tmp`, one per actor fold of each family."""
+    if models is not None:
+        return models
+    write_models(tmp / "models", len(load_params(params_path).folds.folds_of("actor")), params_path)
+    return tmp / "models"
+
+
 def write_models(folder: Path, folds: int, params_path: Path) -> None:
     """Fold models of the reference's sizes, in the format the training stages write. The SVMs
     are fitted on weakly separable noise, so most clips are support vectors: the slow case."""
@@ -117,10 +126,7 @@ def main() -> None:
     runs = ([[f] for f in registry.FAMILIES] if a.each else []) + [list(registry.FAMILIES)]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        models = a.models
-        if models is None:
-            models = tmp / "models"
-            write_models(models, len(load_params(a.params).folds.folds_of("actor")), a.params)
+        models = models_or_generated(a.models, tmp, a.params)
         for minutes in a.minutes:
             audio = tmp / "long.wav"
             write_recording(audio, minutes)

@@ -26,10 +26,10 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from bench_predict import write_models  # noqa: E402
+from bench_predict import models_or_generated  # noqa: E402
 from generated import running_server, synthetic_clip  # noqa: E402  (the tests' too; no pytest)
 from ser.apps.serve import load_service  # noqa: E402
-from ser.params import PARAMS_FILE, load_params  # noqa: E402
+from ser.params import PARAMS_FILE  # noqa: E402
 
 
 def voice(seconds: float, sr: int) -> np.ndarray:
@@ -53,10 +53,7 @@ def main() -> None:
                  "or pass --chromium PATH")
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        models = a.models
-        if a.generated:
-            models = tmp / "models"
-            write_models(models, len(load_params(a.params).folds.folds_of("actor")), a.params)
+        models = models_or_generated(None, tmp, a.params) if a.generated else a.models
         service = load_service(None, "auto", None, a.params, models)
         with running_server(service) as url:
             sf.write(tmp / "talk.wav", voice(10.0, 44100), 44100, subtype="PCM_16")
