@@ -4,8 +4,9 @@
 
 Times the command as a user runs it (`ser predict FILE`: start, imports, models, answer; the
 target: at most 4 s on an idle host), median of --runs, then where one such process spends its
-time: Python's start, importing ser.apps.predict, loading the models, the first answer (which
-pays the first call of the feature code) and a second answer of the same file. Without --models
+time: Python's start, importing ser.apps.predict (as `ser` does, the collector off), loading the
+models, the first answer (which pays the first call of the feature code) and a second answer of
+the same file; `ser` then ends without Python's teardown. Without --models
 it writes model files of the reference's sizes (bench_predict.write_models).
 """
 
@@ -25,16 +26,18 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from bench_predict import write_models  # noqa: E402
+from bench_predict import models_or_generated  # noqa: E402
 from generated import synthetic_clip  # noqa: E402
 from ser.cpu import MALLOC_ENV  # noqa: E402
-from ser.params import PARAMS_FILE, load_params  # noqa: E402
+from ser.params import PARAMS_FILE  # noqa: E402
 
 PHASES = """
 import json, sys, time
 t0 = time.perf_counter()
 from pathlib import Path
-from ser.apps import predict
+from ser.apps.cli import lasting
+with lasting():  # as `ser` imports
+    from ser.apps import predict
 from ser.analysis import analyse, load_ensembles, window_grid
 from ser.params import load_params
 t1 = time.perf_counter()
@@ -58,10 +61,7 @@ def main() -> None:
     ser = Path(sys.executable).with_name("ser")
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        models = a.models
-        if models is None:
-            models = tmp / "models"
-            write_models(models, len(load_params(a.params).folds.folds_of("actor")), a.params)
+        models = models_or_generated(a.models, tmp, a.params)
         stems = ["03-01-05-02-01-01-02", "03-01-03-01-02-01-01", "03-01-04-02-01-02-04"]
         y = np.concatenate([synthetic_clip(stems[k % 3], 16000, 1.6) for k in range(7)])[:160000]
         sf.write(tmp / "talk.wav", y, 16000, subtype="PCM_16")

@@ -103,3 +103,15 @@ def test_ser_predict_works_from_any_folder_with_the_projects_params_and_models(t
     out = json.loads(r.stdout)
     assert out["models"]["svm_stats_conditioned"]["runs"] == [f"actor-{k}" for k in range(6)]
     assert np.isclose(sum(out["files"][0]["whole"]["svm_stats_conditioned"]["probs"].values()), 1, atol=2e-3)
+
+
+def test_ser_ends_at_once_with_its_status_and_everything_written(tmp_path):
+    """`ser` skips Python's teardown once done (0.7 s of a cold predict): what it printed and
+    its exit status are still whole, an error's as a success's."""
+    r = subprocess.run([sys.executable, "-m", "ser.apps.cli", "predict", "x.wav", "--hop", "0"],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.splitlines()[-1] == "error: --hop 0.0: Input should be greater than or equal to 0.1 (predict.hop_s)"
+    r = subprocess.run([sys.executable, "-m", "ser.apps.cli", "predict", "--help"], capture_output=True,
+                       text=True, cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.rstrip().endswith("PNGs for several"), r.stdout

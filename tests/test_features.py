@@ -203,3 +203,23 @@ def test_every_feature_family_gives_the_same_bytes_on_any_host():
                              "OPENBLAS_CORETYPE": "Prescott", "OPENBLAS_NUM_THREADS": "1"})
     assert other == here
     assert here == PINNED
+
+
+def test_opensmiles_distribution_is_the_one_its_metadata_names():
+    """egemaps gives audobject the distribution of the module `opensmile` instead of letting it
+    scan every installed distribution (0.2 s of a cold `ser predict`): the scan's own answer."""
+    from importlib.metadata import packages_distributions
+    from audobject.core import utils
+    from ser.features import egemaps
+    from ser.params import load_params
+    from conftest import ROOT
+    assert packages_distributions()["opensmile"][0] == "opensmile"
+    saved = dict(utils.PACKAGES_DISTRIBUTIONS)
+    try:
+        utils.PACKAGES_DISTRIBUTIONS.clear()
+        egemaps._known_distribution()
+        assert utils.PACKAGES_DISTRIBUTIONS == {"opensmile": ["opensmile"]}
+        assert len(egemaps.columns(load_params(ROOT / "params.yaml").features_egemaps)) == 88
+    finally:
+        utils.PACKAGES_DISTRIBUTIONS.clear()
+        utils.PACKAGES_DISTRIBUTIONS.update(saved)

@@ -76,14 +76,18 @@ def _network(meta: dict, state: dict, path: Path) -> CNNLSTM:
     if err:
         raise SerError(f"{path}: network {err}: refused")
     try:
-        with torch.device("meta"):
-            want = {k: tuple(v.shape) for k, v in CNNLSTM(n, **net).state_dict().items()}
-        got = {k: tuple(v.shape) for k, v in state.items()}
-        if want != got:
-            k = next(k for k in sorted(want.keys() | got.keys()) if want.get(k) != got.get(k))
-            raise ValueError(f"{k}: {want.get(k)} declared, {got.get(k)} in the weights")
-        raw = CNNLSTM(n, **net)
-        raw.load_state_dict(state)
+        with torch.device("meta"):  # built without memory or initialisation, then given the weights
+            raw = CNNLSTM(n, **net)
+        declared = raw.state_dict()
+        for of in (lambda v: tuple(v.shape), lambda v: v.dtype):  # shapes, then precisions
+            want = {k: of(v) for k, v in declared.items()}
+            got = {k: of(v) for k, v in state.items()}
+            if want != got:
+                k = next(k for k in sorted(want.keys() | got.keys()) if want.get(k) != got.get(k))
+                raise ValueError(f"{k}: {want.get(k)} declared, {got.get(k)} in the weights")
+        raw.load_state_dict(state, assign=True)
+        if any(t.is_meta for t in (*raw.parameters(), *raw.buffers())):
+            raise ValueError("a tensor the weights do not hold")
     except (TypeError, ValueError, RuntimeError) as err:
         raise SerError(f"{path}: network and weights do not match ({str(err).splitlines()[0]})") from None
     return raw

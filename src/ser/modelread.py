@@ -126,13 +126,12 @@ def estimator_from(data: bytes, trusted: list[str], path: Path) -> object:
             _count(z)
     except zipfile.BadZipFile as err:
         raise SerError(f"{path}: unreadable estimator ({str(err).splitlines()[0]})") from None
+    from skops.io.exceptions import UntrustedTypesFoundException
     try:
+        return sio.loads(data, trusted=trusted)  # audits every type before it builds anything
+    except UntrustedTypesFoundException:  # named (a second reading, on this path only)
         untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in trusted]
-        if untrusted:
-            raise SerError(f"{path}: holds types this project does not trust ({', '.join(untrusted[:3])}): "
-                           "refused")
-        return sio.loads(data, trusted=trusted)
-    except SerError:
-        raise
+        raise SerError(f"{path}: holds types this project does not trust ({', '.join(untrusted[:3])}): "
+                       "refused") from None
     except Exception as err:  # noqa: BLE001 - skops raises many kinds; any means unreadable
         raise SerError(f"{path}: unreadable estimator ({str(err).splitlines()[0]})") from None

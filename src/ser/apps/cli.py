@@ -11,6 +11,10 @@ committed ones (its models/, each checked against its dvc.lock), unless --params
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -60,21 +64,56 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     a = parser().parse_args(argv)
     if a.command == "predict":
-        from ser.apps import predict
+        with lasting():
+            from ser.apps import predict
         code = predict.run(a.paths, which=a.model, protocol=a.protocol, fold=a.fold, hop=a.hop,
                            json_out=a.json_out, csv_out=a.csv_out, plot_out=a.plot,
                            params_path=a.params, models=a.models)
         sys.exit(code)
-    from ser.apps import serve
+    with lasting():
+        from ser.apps import serve
     serve.run(host=a.host, port=a.port, which=a.model, protocol=a.protocol, fold=a.fold,
               params_path=a.params, models=a.models)
 
 
+@contextlib.contextmanager
+def lasting():
+    """For imports, whose ~280,000 objects live as long as the process: Python's collector, which
+    would scan them again and again as they pile up (0.4 s of a 4 s cold `ser predict`,
+    benchmarks/README.md), is off while they are made, and they are kept out of its later scans."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
 def cli() -> None:
     """The `ser` console script. Like training, it restarts itself with glibc set to reuse freed
-    memory: the CNN-LSTM's forward passes ran 4x faster so (benchmarks/README.md)."""
+    memory: the CNN-LSTM's forward passes ran 4x faster so (benchmarks/README.md). Once done it
+    exits at once: Python's own teardown of the libraries' 3000 modules took 0.7 s of a 5 s
+    `ser predict` (benchmarks/README.md) and has nothing left to do (every output is written and
+    closed by then)."""
     reexec_with_reused_memory("ser.apps.cli")
-    run_cli(main)
+    try:
+        run_cli(main)
+    except SystemExit as end:
+        if end.code is not None and not isinstance(end.code, int):
+            raise  # a message: Python prints it
+        exit_at_once(end.code or 0)
+    exit_at_once(0)
+
+
+def exit_at_once(code: int) -> None:
+    """End the process with `code` now: logs and standard streams flushed, no teardown."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`ser predict ... | head`)
+            code = code or 1
+    os._exit(code)
 
 
 if __name__ == "__main__":

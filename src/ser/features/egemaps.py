@@ -26,9 +26,19 @@ def _smile(feature_set: str, level: str):
     cache = _LOCAL.__dict__.setdefault("smiles", {})
     if (feature_set, level) not in cache:
         import opensmile
+        _known_distribution()
         cache[feature_set, level] = opensmile.Smile(feature_set=opensmile.FeatureSet[feature_set],
                                                     feature_level=opensmile.FeatureLevel[level])
     return cache[feature_set, level]
+
+
+def _known_distribution() -> None:
+    """Smile() names its class through audobject, which looks the module `opensmile` up among
+    every installed distribution's metadata (importlib.metadata.packages_distributions: 0.2 s of
+    a cold `ser predict`) unless its cache holds the answer: the distribution `opensmile`
+    (tests/test_egemaps.py checks that this is the scan's answer)."""
+    from audobject.core import utils
+    utils.PACKAGES_DISTRIBUTIONS.setdefault("opensmile", ["opensmile"])
 
 
 def columns(p: FeaturesEgemaps) -> list[str]:
