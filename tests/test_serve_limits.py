@@ -212,3 +212,9 @@ def test_a_local_server_answers_only_its_own_names():
         with TestClient(app, base_url=base) as c:
             assert c.get("/api/info", headers={"origin": base}).status_code == status, base
     assert local_hosts("0.0.0.0") is None  # bound for others: any name (and a warning at start)
+    app = create_app(make_service(), local_hosts("::1"))  # IPv6's loopback: once answered any name
+    for base, status in (("http://[::1]:8000", 200), ("http://localhost:8000", 200),
+                         ("http://rebound.example:8000", 400), ("http://127.0.0.1:8000", 400)):
+        with TestClient(app, base_url=base) as c:
+            assert c.get("/api/info", headers={"origin": base}).status_code == status, base
+    assert local_hosts("127.0.0.2") == {"127.0.0.2", "localhost"} and local_hosts("::") is None

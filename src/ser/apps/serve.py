@@ -243,10 +243,20 @@ async def spool(request, limit: int, timeout: float = 120.0, check_head=None
 
 
 def local_hosts(host: str) -> set[str] | None:
-    """The host names a server bound to this machine only answers (the Host header's name:
-    127.0.0.1 or localhost): a page of another site whose name was pointed at 127.0.0.1 (DNS
-    rebinding) sends its own name, and is refused (400). None (any) for another address."""
-    return {"127.0.0.1", "localhost"} if host in ("127.0.0.1", "localhost") else None
+    """The host names a server bound to this machine only answers (the Host header's name: its
+    loopback address, e.g. 127.0.0.1 or [::1], or localhost): a page of another site whose name
+    was pointed at it (DNS rebinding) sends its own name, and is refused (400). None (any) for
+    another address."""
+    import ipaddress
+    if host == "localhost":
+        return {"127.0.0.1", "localhost"}  # listening_socket binds it as IPv4
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+    if not ip.is_loopback:
+        return None
+    return {f"[{ip}]" if ip.version == 6 else str(ip), "localhost"}
 
 
 def create_app(service: Service, hosts: set[str] | None = None):
@@ -479,11 +489,12 @@ def run(*, host: str | None = None, port: int | None = None, which: list[str] | 
         raise
     for e in service.ens:
         log.info("%s: %s", e.family.label, e.describe())
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    hosts = local_hosts(host)
+    if hosts is None:
         log.warning("bound to %s, not 127.0.0.1: anyone who can reach this machine on port %d can "
                     "send it audio", host, port)
-    log.info("serving on http://%s:%d/ (Ctrl-C stops)", host, port)
-    config = uvicorn.Config(create_app(service, local_hosts(host)), host=host, port=port,
+    log.info("serving on http://%s:%d/ (Ctrl-C stops)", f"[{host}]" if ":" in host else host, port)
+    config = uvicorn.Config(create_app(service, hosts), host=host, port=port,
                             log_level="warning", ws_max_size=1 << 20)
     try:
         asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
