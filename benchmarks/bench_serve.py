@@ -22,20 +22,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from bench_predict import models_or_generated  # noqa: E402
-from generated import running_server, synthetic_clip  # noqa: E402  (the tests' too; no pytest)
+from generated import running_server, voice  # noqa: E402  (the tests' too; no pytest)
 from ser.apps.serve import load_service  # noqa: E402
 from ser.params import PARAMS_FILE  # noqa: E402
-
-
-def voice(seconds: float, sr: int) -> np.ndarray:
-    stems = ["03-01-05-02-01-01-02", "03-01-03-01-02-01-01", "03-01-04-02-01-02-04"]
-    parts = [synthetic_clip(stems[k % 3], sr, 1.6) / 32768 for k in range(int(seconds / 1.6) + 1)]
-    return np.concatenate(parts)[: int(seconds * sr)].astype(np.float32)
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from generated import SECONDS, SR, running_server, synthetic_clip  # noqa: F401 - the tests' too
+from generated import SECONDS, SR, running_server, synthetic_clip, voice  # noqa: F401 - the tests' too
 from ser.labels import expected_stems
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,6 +159,21 @@ def stub_cnn(grid, classes=("neutral", "sad")):
         return np.tile([0.9, 0.1], (len(x), 1))
     return Ensemble(registry.get("cnn_lstm"), "actor", ["actor-0"], list(classes), grid.saved(),
                     None, [proba])
+
+
+def stub_svm(params):
+    """A table family whose whole-recording row says neutral and every segment sad: the page
+    must say why the whole answer is none of the segments'."""
+    from ser import registry
+    from ser.analysis import Ensemble
+    from ser.features import stats
+
+    def proba(x):
+        out = np.tile([0.2, 0.8], (len(x), 1))
+        out[0] = [0.7, 0.3]
+        return out
+    return Ensemble(registry.get("svm_stats"), "actor", ["actor-0"], ["neutral", "sad"],
+                    params.features_stats.saved(), stats.columns(params.features_stats), [proba])
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,13 @@ def synthetic_clip(stem: str, sr: int = SR, seconds: float = SECONDS) -> np.ndar
     return np.round(np.clip(y, -0.99, 0.99) * 32767).astype(np.int16)  # 16-bit, as RAVDESS
 
 
+def voice(seconds: float, sr: int) -> np.ndarray:
+    """A generated voice of `seconds` (float32): three emotions' synthetic clips in turn."""
+    stems = ["03-01-05-02-01-01-02", "03-01-03-01-02-01-01", "03-01-04-02-01-02-04"]
+    parts = [synthetic_clip(stems[k % 3], sr, 1.6) / 32768 for k in range(int(seconds / 1.6) + 1)]
+    return np.concatenate(parts)[: int(seconds * sr)].astype(np.float32)
+
+
 @contextlib.contextmanager
 def running_server(service, start_s: float = 20.0):
     """`ser serve`'s app in a real uvicorn server on a free port of 127.0.0.1, in a thread: its

@@ -11,35 +11,13 @@ import json
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import ROOT, browser_of, stub_cnn
-from generated import synthetic_clip
-from ser import registry
-from ser.analysis import Ensemble
-from ser.features import stats
+from conftest import ROOT, browser_of, stub_cnn, stub_svm, voice
 from ser.params import load_params
 
 AXE = Path(__file__).parent / "data" / "axe-core" / "axe.min.js"
-
-
-def voice(seconds: float, sr: int) -> np.ndarray:
-    stems = ["03-01-05-02-01-01-02", "03-01-03-01-02-01-01", "03-01-04-02-01-02-04"]
-    parts = [synthetic_clip(stems[k % 3], sr, 1.6) / 32768 for k in range(int(seconds / 1.6) + 1)]
-    return np.concatenate(parts)[: int(seconds * sr)].astype(np.float32)
-
-
-def stub_svm(params):
-    """A table family whose whole-recording row says neutral and every segment sad: the page
-    must say why the whole answer is none of the segments'."""
-    def proba(x):
-        out = np.tile([0.2, 0.8], (len(x), 1))
-        out[0] = [0.7, 0.3]
-        return out
-    return Ensemble(registry.get("svm_stats"), "actor", ["actor-0"], ["neutral", "sad"],
-                    params.features_stats.saved(), stats.columns(params.features_stats), [proba])
 
 
 @pytest.fixture(scope="module")
