@@ -55,3 +55,13 @@ def test_compare_names_registered_families_headline_first():
     check_families(params, "params.yaml")
     assert params.report.compare[0] == [registry.NETWORK, registry.REFERENCE_SVM]
     assert len({f.color for f in registry.FAMILIES.values()}) == len(registry.FAMILIES)
+
+
+def test_every_familys_words_for_people_stand_alone():
+    """The page shows any subset of families (predict.families: the conditioned ones): a hint
+    such as "The same, on the speech cut to its sound" once pointed at a family not shown."""
+    plains = [f.plain for f in registry.FAMILIES.values()]
+    assert len(set(plains)) == len(plains)
+    for fam in registry.FAMILIES.values():
+        assert not fam.hint.lower().startswith(("the same", "same ", "as ")), fam.name
+        assert fam.hint[0].isupper() and len(fam.hint) <= 100, fam.hint

@@ -34,7 +34,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("svm_stats_conditioned", "SVM (conditioned)", "stats_conditioned", "train_svm", "#17becf",
            "the same SVM and statistics of the recording cut to its sound, at one level, over a "
            "noise floor", "Acoustic statistics, levelled (SVM)",
-           "The same, on the speech cut to its sound and brought to one loudness"),
+           "A classic classifier on 200 summary numbers of the voice, of the speech alone at one loudness"),
     Family("svm_egemaps", "eGeMAPS SVM", "egemaps", "train_svm", "#2ca02c",
            "the same SVM pipeline on the 88 eGeMAPS v02 functionals (openSMILE), as published",
            "Voice measures (eGeMAPS, SVM)",
@@ -42,7 +42,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("svm_egemaps_conditioned", "eGeMAPS SVM (conditioned)", "egemaps_conditioned",
            "train_svm", "#bcbd22", "the eGeMAPS SVM on the conditioned recording",
            "Voice measures, levelled (eGeMAPS, SVM)",
-           "The same, on the speech cut to its sound and brought to one loudness"),
+           "A classic classifier on 88 standard voice measures, of the speech alone at one loudness"),
     Family("cnn_lstm", "CNN-LSTM", "logmel", "train_cnn_lstm", "#ff7f0e",
            "the reference's time-distributed CNN + LSTM on log-mel windows",
            "Neural network (CNN-LSTM)",
