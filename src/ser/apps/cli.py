@@ -92,7 +92,7 @@ def lasting():
 def cli() -> None:
     """The `ser` console script. Like training, it restarts itself with glibc set to reuse freed
     memory: the CNN-LSTM's forward passes ran 4x faster so (benchmarks/README.md). Once done it
-    exits at once: Python's own teardown of the libraries' 3000 modules took 0.7 s of a 5 s
+    exits at once: Python's own teardown of the libraries' ~3400 modules took 0.7 s of a 5 s
     `ser predict` (benchmarks/README.md) and has nothing left to do (every output is written and
     closed by then)."""
     reexec_with_reused_memory("ser.apps.cli")

@@ -36,7 +36,7 @@ def _known_distribution() -> None:
     """Smile() names its class through audobject, which looks the module `opensmile` up among
     every installed distribution's metadata (importlib.metadata.packages_distributions: 0.2 s of
     a cold `ser predict`) unless its cache holds the answer: the distribution `opensmile`
-    (tests/test_egemaps.py checks that this is the scan's answer)."""
+    (tests/test_features.py checks that this is the scan's answer)."""
     from audobject.core import utils
     utils.PACKAGES_DISTRIBUTIONS.setdefault("opensmile", ["opensmile"])
 
