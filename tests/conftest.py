@@ -184,6 +184,18 @@ def server(service):
         yield url
 
 
+def page_ready(page, url: str) -> None:
+    """Open `ser serve`'s page and wait until it has named the models it listens with."""
+    page.goto(url)
+    page.wait_for_function("() => document.getElementById('models').textContent.includes('Neural network')")
+
+
+def answered(page, timeout: int = 30000) -> None:
+    """Wait until the page shows a final answer and is no longer busy."""
+    page.wait_for_function("() => window.serState.final !== null && !document.body.classList.contains('busy')",
+                           timeout=timeout)
+
+
 def browser_of(fake_mic: Path):
     """Debian's Chromium driven by Playwright, its fake microphone playing `fake_mic` (a WAV), for
     a fixture to yield from. Without Chromium the test skips and says how to enable it; with

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from conftest import ROOT, browser_of, stub_cnn, stub_svm, voice
+from conftest import ROOT, answered, browser_of, page_ready, stub_cnn, stub_svm, voice
 from ser.params import load_params
 
 AXE = Path(__file__).parent / "data" / "axe-core" / "axe.min.js"
@@ -46,8 +46,7 @@ def page(browser, server):
     pg = browser.new_page(viewport={"width": 1100, "height": 1000})
     pg.errors = []
     pg.on("pageerror", lambda e: pg.errors.append(str(e)))
-    pg.goto(server)
-    pg.wait_for_function("() => document.getElementById('models').textContent.includes('Neural network')")
+    page_ready(pg, server)
     yield pg
     assert pg.errors == [], pg.errors  # no script error, whatever the test did
     pg.close()
@@ -55,11 +54,6 @@ def page(browser, server):
 
 def upload(page, path: Path) -> None:
     page.set_input_files("#file", str(path))
-
-
-def answered(page) -> None:
-    page.wait_for_function("() => window.serState.final !== null && !document.body.classList.contains('busy')",
-                           timeout=30000)
 
 
 def api(service, path: Path) -> dict:

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import ROOT, browser_of, stub_cnn, stub_svm, voice
+from conftest import ROOT, answered, browser_of, page_ready, stub_cnn, stub_svm, voice
 from ser.params import load_params
 
 TESS = Path(os.environ.get("TESS_ARCHIVE", ROOT.parent / "shared" / "data" / "tess-flac-160words.zip"))
@@ -79,11 +79,9 @@ def test_the_readmes_pictures_of_the_page(browser, server, recording, folder, na
     page = browser.new_page(viewport=SIZES[name])
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(server)
-    page.wait_for_function("() => document.getElementById('models').textContent.includes('Neural network')")
+    page_ready(page, server)
     page.set_input_files("#file", str(recording))
-    page.wait_for_function("() => window.serState.final !== null && !document.body.classList.contains('busy')",
-                           timeout=60000)
+    answered(page, timeout=60000)
     out = folder / f"{name}.png"
     page.screenshot(path=str(out))
     page.close()
