@@ -183,6 +183,21 @@ def test_stopping_at_once_is_a_plain_message_and_no_script_error(page):
     answered(page)
 
 
+def test_the_microphone_is_read_off_the_pages_thread_by_a_current_api(page):
+    """The capture ran in a ScriptProcessorNode: deprecated (Chromium says so in the console) and
+    run on the page's own thread, where drawing the strips could make it drop audio. An
+    AudioWorklet (capture.js) reads it now; the recording still answers whole."""
+    messages = []
+    page.on("console", lambda m: messages.append(m.text))
+    page.click("#record")
+    page.wait_for_function("() => window.serState.segments.length >= 1", timeout=30000)
+    page.click("#stop")
+    answered(page)
+    assert not [m for m in messages if "deprecat" in m.lower()], messages
+    seconds = page.evaluate("window.serState.final.files[0].duration_s")
+    assert seconds > 3 and page.inner_text("#status").startswith("Your recording: ")
+
+
 def test_a_recording_shorter_than_the_skipped_start_is_a_plain_message(page):
     """CI caught it: Stop within the first 0.5 s (which the models skip) showed the server's
     "recording.wav: no audio after the first 0.5 s"; the page now says what to do. The skipped

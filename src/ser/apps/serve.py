@@ -53,6 +53,7 @@ log = logging.getLogger("serve")
 WEB = Path(__file__).resolve().parent / "web"
 PAGES = {"/": ("index.html", "text/html; charset=utf-8"),
          "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+         "/capture.js": ("capture.js", "text/javascript; charset=utf-8"),
          "/style.css": ("style.css", "text/css; charset=utf-8")}
 
 

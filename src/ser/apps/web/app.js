@@ -404,15 +404,25 @@ async function record() {
     fail(MIC_ERRORS[e.name] || `The microphone could not start (${e.name}): press Record again, or upload a recording.`);
     return;
   }
+  const ctx = new AudioContext();
+  try {  // the capture runs in an AudioWorklet (capture.js), off this thread
+    await ctx.audioWorklet.addModule("/capture.js");
+  } catch (e) {
+    stream.getTracks().forEach((t) => t.stop());
+    ctx.close().catch(() => {});
+    fail(`This browser could not start recording (${e.name}): upload a recording instead.`);
+    return;
+  }
   if (stopAsked) {
     stream.getTracks().forEach((t) => t.stop());
+    ctx.close().catch(() => {});
     fail("No audio arrived from the microphone: Stop came before it started. Record again.");
     $("record").focus();
     return;
   }
-  const ctx = new AudioContext();
   const source = ctx.createMediaStreamSource(stream);
-  const proc = ctx.createScriptProcessor(4096, 1, 1);
+  const proc = new AudioWorkletNode(ctx, "ser-capture", {numberOfInputs: 1, numberOfOutputs: 1,
+                                                         outputChannelCount: [1]});
   const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/live`);
   ws.binaryType = "arraybuffer";
   const session = {stream, ctx, source, proc, ws, chunks: [], pending: [], start: performance.now(),
@@ -454,9 +464,9 @@ async function record() {
       fail("The server closed the connection before answering: record again.");
     }
   };
-  proc.onaudioprocess = (e) => {
+  proc.port.onmessage = (e) => {  // a block of 4096 samples of the first channel
     if (session.stopped) return;
-    const x = e.inputBuffer.getChannelData(0);
+    const x = e.data;
     const pcm = new Int16Array(x.length);
     let sum = 0;
     for (let i = 0; i < x.length; i++) {
@@ -486,7 +496,7 @@ function stopCapture() {
   const session = live;
   live = null;
   session.stopped = true;
-  session.proc.onaudioprocess = null;
+  session.proc.port.onmessage = null;
   session.proc.disconnect(); session.source.disconnect();
   session.stream.getTracks().forEach((t) => t.stop());
   session.ctx.close().catch(() => {});
