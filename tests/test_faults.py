@@ -140,6 +140,20 @@ def test_predict_checks_its_outputs_before_loading_anything(tmp_path):
             params_path=ROOT / "params.yaml", models=tmp_path / "none")
 
 
+@pytest.mark.parametrize("given,message", [
+    (lambda t: [t / "clip.wav", t / "typo.wav"], r"typo\.wav: no such file or folder$"),
+    (lambda t: [t / "empty"], r"^no audio files \(.*\) in .*empty$"),
+])
+def test_predict_checks_its_inputs_before_loading_anything(tmp_path, given, message):
+    """A typo or an empty folder was said only after every model had loaded (seconds): now at
+    once, and no models there shows it (loaded first, the error would be about them)."""
+    from ser.apps.predict import run
+    (tmp_path / "clip.wav").write_bytes(b"")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SerError, match=message):
+        run(given(tmp_path), params_path=ROOT / "params.yaml", models=tmp_path / "none")
+
+
 @pytest.mark.parametrize("hop", [float("nan"), float("inf"), 0.001, 0.0, -1.0])
 def test_hop_is_bounded_by_params_validation(tmp_path, hop):
     from ser.apps.predict import run

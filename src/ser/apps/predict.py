@@ -31,9 +31,12 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
 
 def audio_files(paths: list[Path]) -> list[Path]:
-    """The files given, and the audio files inside the folders given, in a stable order."""
+    """The files given, and the audio files inside the folders given, in a stable order. A path
+    that does not exist is a typo on the command line: one line now, before any model loads."""
     out = []
     for p in paths:
+        if not p.exists():
+            raise SerError(f"{printable(str(p))}: no such file or folder")
         if p.is_dir():
             out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES)
         else:
@@ -162,12 +165,12 @@ def run(paths: list[Path], *, which: list[str] | None = None, protocol: str = "a
         check_output(plot_out / "x.png", files)
     elif plot_out:
         check_output(plot_out, files)
+    if not files:
+        raise SerError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {', '.join(map(str, paths))}")
     ens = load_ensembles(models, families_of(which, params), protocol, params, fold)
     for e in ens:
         log.info("%s: %s", e.family.label, e.describe())
     grid = window_grid(ens, params)
-    if not files:
-        raise SerError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {', '.join(map(str, paths))}")
     results, done, errors = [], [], []
     for f in tqdm(files, desc="predict", unit="file", disable=len(files) < 2):
         try:
