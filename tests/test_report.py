@@ -308,6 +308,11 @@ def test_an_unseen_corpus_section_with_counts_collapse_spread_gaps_and_drops(tmp
     assert "corpus.tess.gap.cnn_lstm-svm_stats.accuracy_pp" in m
     assert m["corpus.tess.drop.cnn_lstm.accuracy_pp"] == pytest.approx(25.0)  # 75% -> 50%
     md = (out / "report.md").read_text()
+    summary = md.split("## All families side by side")[1].split("\n\n")[1].splitlines()
+    assert "| tess (unseen corpus) |" in summary[0]  # beside the protocols in the headline table
+    assert summary[2].startswith("| SVM | 50.0 [") and "| 33.3 [" in summary[2]  # its tess cell
+    assert summary[7].startswith("| gap, CNN-LSTM minus SVM (points; McNemar exact p) | +25.0 [")
+    assert "| +16.7 [-1.7, +30.0], p 0.099 |" in summary[7]  # the corpus's gap and its test
     assert "## Unseen corpus: tess" in md and "100% sad" in md and "bored (10)" in md
     assert "clips are resampled, since 2 speakers are too few" in md
     assert (out / "figures" / "confusion_tess.png").stat().st_size > 5000

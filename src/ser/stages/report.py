@@ -268,9 +268,10 @@ def _table(header: list[str], rows: list[list[str]]) -> dict:
     return {"table": (header, rows)}
 
 
-def summary_blocks(res: dict[str, dict], drop: dict | None, labels: dict[str, str],
-                   params: Params, figs: dict[str, str]) -> list[dict]:
-    """The headline sentences and the table of every family under every protocol."""
+def summary_blocks(res: dict[str, dict], drop: dict | None, unseen: dict[str, dict],
+                   labels: dict[str, str], params: Params, figs: dict[str, str]) -> list[dict]:
+    """The headline sentences and the table of every family under every protocol and on every
+    unseen corpus (the README's results table takes its rows from it)."""
     conf = conf_label(params)
     b: list[dict] = [{"h1": "Speech emotion recognition on RAVDESS: " + ", ".join(LABEL.values())}]
     b += [{"p": "**" + headline(res[p], labels[p], params) + "**"} for p in res]
@@ -279,16 +280,18 @@ def summary_blocks(res: dict[str, dict], drop: dict | None, labels: dict[str, st
             f"the {LABEL[f]} loses {drop[f].value:.1f} points ({conf} CI {drop[f].low:.1f} to "
             f"{drop[f].high:.1f})" for f in FAMILIES) + "."})
     b.append({"h2": f"All families side by side (pooled test accuracy, %, {conf} CI)"})
-    header = ["family"] + [short_label(p) for p in res] + (
+    # (heading, each family's accuracy, the gaps) of each protocol, then of each unseen corpus
+    columns = [(short_label(p), {f: r[f]["accuracy"] for f in FAMILIES}, r["gaps"]) for p, r in res.items()]
+    columns += [(f"{name} (unseen corpus)", {f: u["families"][f]["metrics"]["accuracy"] for f in FAMILIES},
+                 u["gaps"]) for name, u in unseen.items()]
+    header = ["family"] + [c[0] for c in columns] + (
         ["drop, random CV to unseen speakers (points)"] if drop else [])
-    rows = [[LABEL[f]] + [res[p][f]["accuracy"].fmt() for p in res] + ([_pp(drop[f])] if drop else [])
+    rows = [[LABEL[f]] + [acc[f].fmt() for _, acc, _ in columns] + ([_pp(drop[f])] if drop else [])
             for f in FAMILIES]
     for pr in params.report.compare:
-        rows.append([f"gap, {pair_label(pr)} (points)"]
-                    + [_pp(res[p]["gaps"][pair_key(pr)]["accuracy_pp"]) for p in res]
-                    + ([""] if drop else []))
-        rows.append([f"McNemar exact p, {pair_label(pr)}"]
-                    + [f"{res[p]['gaps'][pair_key(pr)]['mcnemar_p']:.2g}" for p in res]
+        rows.append([f"gap, {pair_label(pr)} (points; McNemar exact p)"]
+                    + [f"{_pp(g[pair_key(pr)]['accuracy_pp'])}, p {g[pair_key(pr)]['mcnemar_p']:.2g}"
+                       for _, _, g in columns]
                     + ([""] if drop else []))
     b.append(_table(header, rows))
     b.append({"p": "The families: " + "; ".join(f"**{f.label}**: {f.about}" for f in
@@ -598,7 +601,7 @@ def run(params_path: Path, runs: Path, manifest_path: Path, out: Path) -> dict:
             figures.confusions(corpus_section.confusion_tables(u), classes,
                                f"Confusion matrices on {name} (row-normalised, counts in brackets)",
                                folder / f"confusion_{name}.png")
-    blocks = summary_blocks(res, drop, labels, params, figs)
+    blocks = summary_blocks(res, drop, unseen, labels, params, figs)
     blocks += settings_blocks(res, drop, unseen, params)
     if "actor" in res:
         blocks.append({"p": default_line(res["actor"], params)})
