@@ -37,3 +37,13 @@ def test_every_test_a_promise_names_exists():
         path = ROOT / "tests" / f"{module}.py"
         assert path.exists(), module
         assert not function or function in _functions(path), f"{module}::{function}"
+
+
+def test_the_readmes_results_are_rows_of_the_committed_report():
+    """The README quotes the report, never numbers of its own: each line of its results table is
+    a line of reports/report.md (after a new run, copy the rows again)."""
+    readme = (ROOT / "README.md").read_text().split("## Results", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in readme.splitlines() if line.startswith("|")]
+    report = set((ROOT / "reports" / "report.md").read_text().splitlines())
+    assert len(rows) >= 4
+    assert [r for r in rows if r not in report] == []
