@@ -234,8 +234,9 @@ def test_a_killed_dvc_loses_nothing_of_its_orphan_trainer(repo):
     deadline = time.time() + 300
     while not ckpt.exists() and time.time() < deadline:
         time.sleep(0.02)
-    trainer = subprocess.run(["pgrep", "-f", "train_cnn_lstm --run actor-2"], capture_output=True,
-                             text=True).stdout.split()
+    trainer = [pid for pid in subprocess.run(["pgrep", "-f", "train_cnn_lstm --run actor-2"],
+                                             capture_output=True, text=True).stdout.split()
+               if os.path.realpath(f"/proc/{pid}/cwd") == os.path.realpath(d)]  # not another repo's
     assert trainer, "no trainer found"
     for pid in trainer:  # held still while dvc is killed and rerun: a slow fold, in short
         os.kill(int(pid), signal.SIGSTOP)
