@@ -388,6 +388,11 @@ const MIC_ERRORS = {
     "(http://127.0.0.1 or localhost): open the page there.",
 };
 
+function release(stream, ctx) {  // the microphone and the audio graph, given back
+  stream.getTracks().forEach((t) => t.stop());
+  ctx.close().catch(() => {});
+}
+
 async function record() {
   if (busy) return;
   if (!info) { status("The server's models are not loaded yet: reload the page in a moment.", "error"); return; }
@@ -408,14 +413,12 @@ async function record() {
   try {  // the capture runs in an AudioWorklet (capture.js), off this thread
     await ctx.audioWorklet.addModule("/capture.js");
   } catch (e) {
-    stream.getTracks().forEach((t) => t.stop());
-    ctx.close().catch(() => {});
+    release(stream, ctx);
     fail(`This browser could not start recording (${e.name}): upload a recording instead.`);
     return;
   }
   if (stopAsked) {
-    stream.getTracks().forEach((t) => t.stop());
-    ctx.close().catch(() => {});
+    release(stream, ctx);
     fail("No audio arrived from the microphone: Stop came before it started. Record again.");
     $("record").focus();
     return;
@@ -498,8 +501,7 @@ function stopCapture() {
   session.stopped = true;
   session.proc.port.onmessage = null;
   session.proc.disconnect(); session.source.disconnect();
-  session.stream.getTracks().forEach((t) => t.stop());
-  session.ctx.close().catch(() => {});
+  release(session.stream, session.ctx);
   return session;
 }
 
