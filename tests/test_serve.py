@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from conftest import browser_of, synthetic_clip
+from conftest import answered, browser_of, page_ready, synthetic_clip
 
 pytestmark = pytest.mark.e2e
 
@@ -233,10 +233,9 @@ def test_upload_in_the_browser_shows_the_apis_answers(browser, server, client, t
     data = wav_bytes(recording(10.0, 44100), 44100)
     (tmp_path / "talk.wav").write_bytes(data)
     page = browser.new_page(viewport={"width": 1100, "height": 1400})
-    page.goto(server)
-    page.wait_for_function("() => document.getElementById('models').textContent.includes('CNN-LSTM')")
+    page_ready(page, server)
     page.set_input_files("#file", str(tmp_path / "talk.wav"))
-    page.wait_for_selector(".family .whole .top", timeout=30000)
+    answered(page)
     api = post(client, "talk.wav", data).json()
     want = {name: e["top"] for name, e in api["files"][0]["whole"].items()}
     assert page_answers(page) == want
@@ -247,9 +246,9 @@ def test_upload_in_the_browser_shows_the_apis_answers(browser, server, client, t
     if shot:
         page.screenshot(path=shot, full_page=True)
     phone = browser.new_page(viewport={"width": 390, "height": 844})  # readable on a phone
-    phone.goto(server)
+    page_ready(phone, server)
     phone.set_input_files("#file", str(tmp_path / "talk.wav"))
-    phone.wait_for_selector(".family .whole .top", timeout=30000)
+    answered(phone)
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390 + 1
     page.close()
     phone.close()
@@ -260,15 +259,14 @@ def test_recording_from_the_microphone_grows_live_and_ends_with_the_apis_answer(
     is the API's answer for the audio the browser captured (the same samples: equal), and every
     segment came within a second of its window's end (the measured delays are in the bench)."""
     page = browser.new_page()
-    page.goto(server)
-    page.wait_for_function("() => document.getElementById('models').textContent.includes('CNN-LSTM')")
+    page_ready(page, server)
     page.click("#record")
     page.wait_for_function("() => window.serState.segments.length >= 1", timeout=30000)
     during = page.evaluate("window.serState.segments.length")
     assert during >= 1 and page.locator("#stop").is_enabled()  # still recording
     page.wait_for_function("() => window.serState.segments.length >= 2", timeout=30000)
     page.click("#stop")
-    page.wait_for_function("() => window.serState.final !== null", timeout=30000)
+    answered(page)
     final = page.evaluate("window.serState.final")
     wav = base64.b64decode(page.evaluate("""async () => {
         const b = new Uint8Array(await window.serState.recordedWav.arrayBuffer());
