@@ -256,8 +256,8 @@ def test_upload_in_the_browser_shows_the_apis_answers(browser, server, client, t
 
 def test_recording_from_the_microphone_grows_live_and_ends_with_the_apis_answer(browser, server, client):
     """The fake microphone plays a WAV; segments appear while recording; at Stop the page's answer
-    is the API's answer for the audio the browser captured (the same samples: equal), and every
-    segment came within a second of its window's end (the measured delays are in the bench)."""
+    is the API's answer for the audio the browser captured (the same samples: equal). How soon
+    each segment comes is measured, not asserted: benchmarks/bench_serve.py."""
     page = browser.new_page()
     page_ready(page, server)
     page.click("#record")
