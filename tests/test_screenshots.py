@@ -25,7 +25,7 @@ from ser.params import load_params
 TESS = Path(os.environ.get("TESS_ARCHIVE", ROOT.parent / "shared" / "data" / "tess-flac-160words.zip"))
 CLIPS = [f"TESS/YAF_{folder}/YAF_dog_{name}.flac" for folder, name in (
     ("angry", "angry"), ("happy", "happy"), ("sad", "sad"), ("neutral", "neutral"), ("fear", "fear"))]
-SIZES = {"page-desktop": {"width": 1280, "height": 1080}, "page-phone": {"width": 390, "height": 844}}
+SIZES = {"page-desktop": {"width": 1280, "height": 1120}, "page-phone": {"width": 390, "height": 844}}
 REAL = bool(os.environ.get("SER_SCREENSHOTS"))
 
 
