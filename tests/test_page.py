@@ -228,6 +228,10 @@ def test_microphone_errors_say_what_to_do(page, name, message):
 def test_keyboard_alone_reaches_everything(page, files):
     """Defect 9: the drop zone took focus but Enter and Space did nothing, the file input was
     named "Choose File"; segments only by mouse. Now the first Tab reaches the named file input."""
+    # Listen before any key: Playwright asks the browser to intercept file choosers without
+    # waiting for it, so a chooser awaited only around the key press can open uncaught (once in
+    # `make test`: a 30 s timeout). The evaluations below are round trips after that request.
+    page.on("filechooser", lambda chooser: None)
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "file"
     assert page.evaluate("document.activeElement.labels[0].textContent.trim()") == "Choose a recording"
