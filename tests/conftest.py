@@ -28,6 +28,7 @@ import soundfile as sf
 import yaml
 
 from generated import SECONDS, SR, running_server, synthetic_clip, voice  # noqa: F401 - the tests' too
+from ser.cpu import MALLOC_ENV
 from ser.labels import expected_stems
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -249,7 +250,9 @@ def make_repo(d: Path, archive: Path) -> dict:
     env = dict(os.environ, RAVDESS_ARCHIVE=str(archive), TESS_ARCHIVE=str(tess), DVC_NO_ANALYTICS="1",
                PYTHONPATH=str(d / "src"),
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    env.pop("MALLOC_MMAP_MAX_", None)
+    # Set as ser.cpu's restart sets it, so a trainer imports torch once, not twice (3-4 s each);
+    # test_cli_errors runs the restart itself.
+    env.update(MALLOC_ENV)
     sh("git", "init", "-q", cwd=d, env=env)
     sh("git", "config", "user.email", "e2e@localhost", cwd=d, env=env)  # dvc exp commits too
     sh("git", "config", "user.name", "e2e", cwd=d, env=env)

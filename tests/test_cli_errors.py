@@ -1,18 +1,24 @@
 """Every stage run directly (`python -m ser.stages.<stage>`) with a missing or wrong input stops
 with one line naming the file, never a traceback."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from ser.cpu import MALLOC_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(*args, cwd):
-    return subprocess.run([sys.executable, "-m", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True)
+    """Without glibc's settings in the environment, so that a trainer restarts itself with them
+    (ser.cpu) here whatever the caller's environment holds: the e2e pipeline starts it with them."""
+    env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
+    return subprocess.run([sys.executable, "-m", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True)
 
 
 @pytest.mark.parametrize("module,args,expect", [

@@ -271,11 +271,13 @@ def test_a_missing_corpus_archive_stops_repro_before_any_training(tmp_path, smal
     assert "corpus@" not in sh("dvc", "stage", "list", cwd=tmp_path / "r", env=env)
 
 
-def test_folds_on_two_machines_through_git_and_a_remote(tmp_path, small_archive):
+def test_folds_on_two_machines_through_git_and_a_remote(repo, tmp_path, small_archive):
     """Machine A trains one fold, B the other; each commits its trained fold (model, run folder,
     dvc.lock entry) and pushes to git, and the data stages' outputs to a shared DVC remote with
     the run cache. C, a fresh clone, rebuilds the report without training anything. The random
-    protocol alone (two folds, no corpus): the same claims for a third of the training."""
+    protocol alone (two folds, no corpus): the same claims for a third of the training. The
+    remote starts with what an earlier machine pushed (the shared repository's data stages and
+    run cache), so A restores the features as B does instead of computing them again."""
     runs = ["random-0", "random-1"]
     seed = tmp_path / "seed"
     seed.mkdir()
@@ -284,6 +286,12 @@ def test_folds_on_two_machines_through_git_and_a_remote(tmp_path, small_archive)
     p["folds"]["runs"], p["corpora"] = runs, {}
     (seed / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     remote = tmp_path / "remote"
+    earlier, earlier_env, _ = repo
+    sh("dvc", "remote", "add", "--local", "shared", str(remote), cwd=earlier, env=earlier_env)
+    try:
+        sh("dvc", "push", "-q", "--run-cache", "-r", "shared", cwd=earlier, env=earlier_env)
+    finally:
+        sh("dvc", "remote", "remove", "--local", "shared", cwd=earlier, env=earlier_env)
     sh("dvc", "remote", "add", "-d", "shared", str(remote), cwd=seed, env=env)
     sh("git", "commit", "-qam", "two folds, a remote", cwd=seed, env=env)
     origin = tmp_path / "origin.git"
@@ -305,7 +313,10 @@ def test_folds_on_two_machines_through_git_and_a_remote(tmp_path, small_archive)
         sh("git", "pull", "-q", "--rebase", cwd=d, env=e)
         sh("git", "push", "-q", cwd=d, env=e)
         sh("dvc", "push", "--run-cache", cwd=d, env=e)
-    sh("dvc", "repro", *training(runs[:1]), cwd=a, env=env_for["a"])
+    sh("dvc", "fetch", "--run-cache", cwd=a, env=env_for["a"])  # the earlier machine's
+    out_a = sh("dvc", "repro", "--pull", *training(runs[:1]), cwd=a, env=env_for["a"])
+    assert "Running stage 'features@logmel'" not in out_a  # restored from the remote's run cache
+    assert "Running stage 'train_cnn_lstm@random-0'" in out_a
     land(a, env_for["a"], "fold random-0")
     sh("git", "pull", "-q", cwd=b, env=env_for["b"])  # A's fold, committed
     sh("dvc", "fetch", "--run-cache", cwd=b, env=env_for["b"])  # A's data stages
