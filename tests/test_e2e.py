@@ -313,21 +313,21 @@ def test_folds_on_two_machines_through_git_and_a_remote(repo, tmp_path, small_ar
         sh("git", "pull", "-q", "--rebase", cwd=d, env=e)
         sh("git", "push", "-q", cwd=d, env=e)
         sh("dvc", "push", "--run-cache", cwd=d, env=e)
-    sh("dvc", "fetch", "--run-cache", cwd=a, env=env_for["a"])  # the earlier machine's
-    out_a = sh("dvc", "repro", "--pull", *training(runs[:1]), cwd=a, env=env_for["a"])
-    assert "Running stage 'features@logmel'" not in out_a  # restored from the remote's run cache
+
+    def take_up(d, e, *stages):  # the landed folds from git, the data stages from the remote
+        sh("git", "pull", "-q", cwd=d, env=e)
+        sh("dvc", "fetch", "--run-cache", cwd=d, env=e)
+        return sh("dvc", "repro", "--pull", *stages, cwd=d, env=e)
+    out_a = take_up(a, env_for["a"], *training(runs[:1]))
+    assert "Running stage 'features@logmel'" not in out_a  # the earlier machine's run cache
     assert "Running stage 'train_cnn_lstm@random-0'" in out_a
     land(a, env_for["a"], "fold random-0")
-    sh("git", "pull", "-q", cwd=b, env=env_for["b"])  # A's fold, committed
-    sh("dvc", "fetch", "--run-cache", cwd=b, env=env_for["b"])  # A's data stages
-    out_b = sh("dvc", "repro", "--pull", *training(runs), cwd=b, env=env_for["b"])
+    out_b = take_up(b, env_for["b"], *training(runs))
     assert "Running stage 'features@logmel'" not in out_b  # restored from A's run cache
     assert "Running stage 'train_cnn_lstm@random-0'" not in out_b  # A's fold, from git
     assert "Running stage 'train_cnn_lstm@random-1'" in out_b
     land(b, env_for["b"], "fold random-1")
-    sh("git", "pull", "-q", cwd=c, env=env_for["c"])
-    sh("dvc", "fetch", "--run-cache", cwd=c, env=env_for["c"])
-    out_c = sh("dvc", "repro", "--pull", cwd=c, env=env_for["c"])
+    out_c = take_up(c, env_for["c"])
     assert "Running stage 'train_" not in out_c and "Running stage 'report'" in out_c
     assert (c / "reports/report.md").exists()
     for r in runs:
